@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from core.arith_task import ArithTaskConfig, make_split
 
 SYNTHETIC = "synthetic"
-_FINAL_MARK = re.compile(r"####\s*(.+?)\s*$", re.S)
+_FINAL_MARK = "####"
 _NUMBER_WITH_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
 
 
@@ -50,8 +50,7 @@ class LoadedData:
 
 def final_answer(answer_text: str) -> str:
     """GSM8K's '...#### 1,000' -> '1000'; an answer without the mark is returned stripped."""
-    found = _FINAL_MARK.search(answer_text)
-    final = found.group(1) if found else answer_text.strip()
+    final = answer_text.rsplit(_FINAL_MARK, 1)[-1].strip()
     if _NUMBER_WITH_COMMAS.fullmatch(final):
         final = final.replace(",", "")
     return final

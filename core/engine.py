@@ -136,6 +136,8 @@ class VLLMEngine:
             "reload_weights",
             kwargs={"weights_iterator": unpack(packed), "is_checkpoint_format": True},
         )
+        if self.on_cpu:
+            self.llm.apply_model(refresh_cpu_kernels_of_kept_weights)
         # Cached KV blocks were computed by the old weights.
         self.llm.reset_prefix_cache()
 
@@ -160,21 +162,27 @@ class VLLMEngine:
 def served_hf_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The weights a vLLM model computes with, under Hugging Face names and shapes.
 
-    Fused projections are split by their `output_sizes`; the vocab padding rows are cut;
-    a linear weight the CPU backend repacked (the parameter is left empty) is read back
-    from the packed kernel itself by multiplying the identity: e_i @ W^T = W[:, i], exact in
-    floating point (one product by 1.0, sums of zeros).
+    Fused projections are split by their `output_sizes`; vocab padding rows are cut. A
+    weight the CPU backend repacked is read back from the packed kernel itself by
+    multiplying the identity: e_i @ W^T = W[:, i], exact in floating point (one product by
+    1.0, sums of zeros). A tied weight is listed once, as Hugging Face lists it, but only if
+    every kernel built from it still equals it; a stale copy appears under its own name.
     """
     fused = getattr(model, "packed_modules_mapping", {})
+    first_served: dict[int, torch.Tensor] = {}
     out: list[tuple[str, torch.Tensor]] = []
-    for name, param in model.named_parameters():
+    for name, param in model.named_parameters(remove_duplicate=False):
         module_name, _, leaf = name.rpartition(".")
         module = model.get_submodule(module_name)
+        shared = id(param) in first_served
         tensor = param.data
-        if leaf == "weight" and tensor.numel() == 0 and hasattr(module, "cpu_linear"):
-            tensor = _read_repacked_linear(module, tensor.dtype)
+        if leaf == "weight" and hasattr(module, "cpu_linear") and (shared or tensor.numel() == 0):
+            tensor = _read_cpu_linear(module, tensor.dtype)
         if hasattr(module, "org_vocab_size"):  # vocab rows are padded to a multiple of 64
             tensor = tensor[: module.org_vocab_size]
+        if shared and torch.equal(first_served[id(param)], tensor):
+            continue
+        first_served.setdefault(id(param), tensor)
         short = module_name.rpartition(".")[2]
         if short in fused:
             parts = torch.split(tensor, list(module.output_sizes), dim=0)
@@ -185,10 +193,30 @@ def served_hf_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
-def _read_repacked_linear(module: torch.nn.Module, dtype: torch.dtype) -> torch.Tensor:
-    k = module.input_size_per_partition
-    eye = torch.eye(k, dtype=dtype)
-    return module.cpu_linear(eye, module.weight, None).t().contiguous()
+def _read_cpu_linear(module: torch.nn.Module, dtype: torch.dtype, block: int = 1024) -> torch.Tensor:
+    k = getattr(module, "input_size_per_partition", None) or getattr(module, "embedding_dim")
+    columns = []
+    for start in range(0, k, block):  # blocks of the identity keep memory at block * k
+        rows = torch.arange(min(block, k - start))
+        eye = torch.zeros(len(rows), k, dtype=dtype)
+        eye[rows, start + rows] = 1.0
+        columns.append(module.cpu_linear(eye, module.weight, None))
+    return torch.cat(columns).t().contiguous()
+
+
+@torch.no_grad()
+def refresh_cpu_kernels_of_kept_weights(model: torch.nn.Module) -> None:
+    """Rebuild CPU GEMM kernels of layers that keep their weight (embeddings, lm_head).
+
+    In-place reload re-processes only layers that received weights; a tied lm_head receives
+    none (its weight is the embedding's) and would keep computing logits with a kernel packed
+    from the old embedding. Repacking these few layers from their current weight fixes that.
+    """
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        method = getattr(module, "quant_method", None)
+        if hasattr(module, "cpu_linear") and weight is not None and weight.numel() and method:
+            method.process_weights_after_loading(module)
 
 
 # ---- text with per-token char offsets ---------------------------------------------------

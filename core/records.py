@@ -56,9 +56,13 @@ EXPERIENCE_SCHEMA = pa.schema([
 ])
 
 
-def sample_key(prompt_id: str, sample_index: int) -> str:
-    """The identity of one sample across the whole run (for exactly-once accounting)."""
-    return f"{prompt_id}#{sample_index}"
+def sample_key(group_id: str, sample_index: int) -> str:
+    """The identity of one sample across the whole run (for exactly-once accounting).
+
+    A group is one sampling of one prompt, so the same prompt drawn again in a later epoch
+    makes new samples with new keys.
+    """
+    return f"{group_id}#{sample_index}"
 
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:

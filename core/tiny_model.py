@@ -7,7 +7,6 @@ vLLM, DeepSpeed) takes the same path it takes for a real model.
 from __future__ import annotations
 
 import json
-import string
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -26,22 +25,38 @@ class TinyModelConfig(BaseModel):
     seed: int = 0
 
 
-def char_vocab() -> list[str]:
-    # Printable ASCII plus newline covers the arithmetic task and almost all of GSM8K;
-    # anything else maps to <unk> rather than failing.
-    chars = sorted(set(string.printable) - set("\r\x0b\x0c\t")) + ["\t"]
-    return [PAD, EOS, UNK] + chars
+def byte_vocab() -> list[str]:
+    """Special tokens, then one token per byte (in GPT-2's printable byte alphabet)."""
+    return [PAD, EOS, UNK] + list(_bytes_to_unicode().values())
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte → printable-character table (what byte-level BPE stores)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
 
 
 def build_tokenizer(out_dir: str | Path):
-    """A character-level fast tokenizer that round-trips text exactly (decode(encode(s)) == s)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    """A character-level fast tokenizer that round-trips text exactly (decode(encode(s)) == s).
+
+    It is byte-level BPE with no merges: one token per byte, so ASCII text is one token per
+    character and any other text still round-trips. transformers
+    loads a qwen2 directory with Qwen2Tokenizer, which installs its own byte-level
+    pre-tokenizer; a plain character vocabulary would lose its whitespace there.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(char_vocab())}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
+    vocab = {tok: i for i, tok in enumerate(byte_vocab())}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK,
         model_max_length=4096, clean_up_tokenization_spaces=False,

@@ -14,7 +14,7 @@ import torch
 
 from core.records import EXPERIENCE_SCHEMA, sample_key
 
-_REQUIRED = ("prompt_id", "sample_index", "policy_version", "input_ids", "prompt_len",
+_REQUIRED = ("group_id", "sample_index", "policy_version", "input_ids", "prompt_len",
              "advantages", "rollout_logprobs")
 _SUBSET_SCHEMA = pa.schema([EXPERIENCE_SCHEMA.field(name) for name in _REQUIRED])
 
@@ -55,7 +55,7 @@ def rows_of(table: pa.Table) -> list[Row]:
     """Validated rows; a malformed row is a clear error naming it."""
     rows = []
     for i, r in enumerate(table.to_pylist()):
-        key = sample_key(r["prompt_id"], r["sample_index"])
+        key = sample_key(r["group_id"], r["sample_index"])
         n_resp = len(r["input_ids"]) - r["prompt_len"]
         if r["prompt_len"] < 1 or n_resp < 1:
             raise ValueError(f"experience row {i} ({key}): need prompt_len >= 1 and a non-empty "

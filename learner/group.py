@@ -61,18 +61,18 @@ def _resolve_tables(tables_or_refs) -> list:
     """A list of tables, or of ObjectRefs of tables (refs inside a list are not resolved by Ray)."""
     if isinstance(tables_or_refs, ray.ObjectRef):
         tables_or_refs = ray.get(tables_or_refs)
-    if not isinstance(tables_or_refs, list):
-        tables_or_refs = [tables_or_refs]
-    refs = [i for i, t in enumerate(tables_or_refs) if isinstance(t, ray.ObjectRef)]
-    if refs:
-        values = ray.get([tables_or_refs[i] for i in refs])
-        tables_or_refs = list(tables_or_refs)
-        for i, v in zip(refs, values):
-            tables_or_refs[i] = v
-    return tables_or_refs
+    items = tables_or_refs if isinstance(tables_or_refs, list) else [tables_or_refs]
+    fetched = iter(ray.get([t for t in items if isinstance(t, ray.ObjectRef)]))
+    return [next(fetched) if isinstance(t, ray.ObjectRef) else t for t in items]
 
 
 class LearnerGroup:
+    """`num_ranks` data-parallel LearnerRanks; `rank_kwargs` go to every LearnerRank.
+
+    Resources per rank: `num_cpus_per_rank` (0 by default, so a small machine never waits for
+    CPUs held by rollout actors) and `num_gpus_per_rank` (1 on a GPU cluster).
+    """
+
     def __init__(
         self,
         num_ranks: int,
@@ -91,27 +91,34 @@ class LearnerGroup:
         self.last_export_bytes = 0
         actor_cls = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank)(LearnerRankActor)
         self.actors = [actor_cls.remote(cpu_threads) for _ in range(num_ranks)]
-        addr, port = self._gather([self.actors[0].address.remote()], "address", start_timeout_s)[0]
-        starts = [
-            actor.start.remote(model_path=str(model_path), rank=rank, world_size=num_ranks,
-                               master_addr=addr, master_port=port, **rank_kwargs)
-            for rank, actor in enumerate(self.actors)
-        ]
-        self._gather(starts, "start", start_timeout_s)
+        try:
+            addr, port = self._gather([self.actors[0].address.remote()], "address", start_timeout_s)[0]
+            starts = [
+                actor.start.remote(model_path=str(model_path), rank=rank, world_size=num_ranks,
+                                   master_addr=addr, master_port=port, **rank_kwargs)
+                for rank, actor in enumerate(self.actors)
+            ]
+            self._gather(starts, "start", start_timeout_s)
+        except BaseException:
+            self.shutdown()  # no half-started ranks left holding resources
+            raise
 
     def _gather(self, refs: list, what: str, timeout_s: float | None = None) -> list:
         timeout_s = self.call_timeout_s if timeout_s is None else timeout_s
-        done, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s, fetch_local=False)
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s, fetch_local=False)
         if pending:
             ranks = [refs.index(r) for r in pending]
             raise LearnerError(f"{self.name}: rank(s) {ranks} of {self.num_ranks} did not finish "
-                               f"{what} within {timeout_s:.0f}s")
+                               f"{what} within {timeout_s:g}s")
         out = []
         for rank, ref in enumerate(refs):
             try:
                 out.append(ray.get(ref))
             except ray.exceptions.RayError as err:
-                raise LearnerError(f"{self.name}: rank {rank} of {self.num_ranks} failed in {what}: {err}") from err
+                # A task error carries the rank's own exception; show that, not Ray's wrapper.
+                cause = getattr(err, "cause", None) or err
+                raise LearnerError(f"{self.name}: rank {rank} of {self.num_ranks} failed in {what}: "
+                                   f"{type(cause).__name__}: {cause}") from err
         return out
 
     def _call_all(self, method: str, *args) -> list:

@@ -192,12 +192,18 @@ class LearnerRank:
 
     # ---- weights ---------------------------------------------------------------------------
 
-    def _full_named_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(HF name, full tensor) for every entry of the model's state_dict, tied names included.
+    def _full_named_tensors(self, tied: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+        """(HF name, full tensor) for every entry of the model's state_dict.
 
-        Under ZeRO-3 each parameter is gathered in turn (a collective: all ranks iterate fully).
+        `tied=False` lists a tied weight once (as `named_parameters()` does): what the engines
+        need and hash. Under ZeRO-3 each parameter is gathered in turn (a collective: all ranks
+        iterate fully).
         """
+        seen: set[int] = set()
         for name, t in self.engine.module.state_dict(keep_vars=True).items():
+            if not tied and id(t) in seen:
+                continue
+            seen.add(id(t))
             if hasattr(t, "ds_id"):  # a ZeRO-3 partitioned parameter
                 with deepspeed.zero.GatheredParameters([t]):
                     yield name, t.detach().clone()
@@ -207,13 +213,13 @@ class LearnerRank:
     def export_weights(self) -> Packed | None:
         """Rank 0: the full HF-named state dict, packed for the object store; others: None."""
         if self.rank == 0:
-            return pack(self._full_named_tensors())
-        for _ in self._full_named_tensors():
+            return pack(self._full_named_tensors(tied=False))
+        for _ in self._full_named_tensors(tied=False):
             pass
         return None
 
     def weights_hash(self) -> str:
-        return state_hash(self._full_named_tensors())
+        return state_hash(self._full_named_tensors(tied=False))
 
     def save_hf(self, out_dir: str) -> None:
         """Rank 0 writes a Hugging Face model directory (weights, config, tokenizer files)."""

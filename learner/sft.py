@@ -74,6 +74,7 @@ def warm_start(model_dir: str, out_dir: str, rows: list[dict], steps: int, lr: f
     warmup = max(1, steps // 20)
     sampler = torch.Generator().manual_seed(seed)
     losses: list[float] = []
+    last_logged = 0
     started = tick = time.perf_counter()
     for step in range(steps):
         for group in optimizer.param_groups:
@@ -88,10 +89,10 @@ def warm_start(model_dir: str, out_dir: str, rows: list[dict], steps: int, lr: f
         losses.append(loss.item())
         if (step + 1) % log_every == 0 or step + 1 == steps:
             now = time.perf_counter()
-            recent = losses[-log_every:]
+            recent = losses[last_logged:]
             log(f"sft step {step + 1}/{steps} loss {sum(recent) / len(recent):.4f} "
                 f"{(now - tick) / len(recent):.3f} s/step")
-            tick = now
+            tick, last_logged = now, step + 1
     seconds = time.perf_counter() - started
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)

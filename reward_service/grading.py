@@ -98,7 +98,7 @@ class GradingPool:
         self.restarts = 0
         self._ctx = mp.get_context("spawn")  # safe from threads and inside Ray actors
         self._lock = threading.Lock()
-        self._task_ids = 0
+        self._request_ids = 0
         self._closed = False
         self._all: set[_Worker] = set()
         self._idle: queue.Queue[_Worker] = queue.Queue()
@@ -178,14 +178,14 @@ class GradingPool:
                 worker = self._replace(worker)
                 return Grade(False, None, "worker_start_failed")
             with self._lock:
-                self._task_ids += 1
-                task_id = self._task_ids
-            worker.conn.send((task_id, pred, gold, pred_is_extracted))
+                self._request_ids += 1
+                request_id = self._request_ids
+            worker.conn.send((request_id, pred, gold, pred_is_extracted))
             if not worker.conn.poll(self.timeout_s):
                 worker = self._replace(worker)
                 return Grade(False, pred if pred_is_extracted else None, "timeout")
             got_id, correct, extracted, error = worker.conn.recv()
-            if got_id != task_id:  # cannot happen with one task per worker; be loud if it does
+            if got_id != request_id:  # cannot happen with one request per worker; be loud if it does
                 worker = self._replace(worker)
                 return Grade(False, None, "worker_protocol_error")
             return Grade(correct, extracted, error)

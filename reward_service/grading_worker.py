@@ -45,5 +45,5 @@ def worker_main(conn) -> None:
             return
         if msg is None:
             return
-        task_id, pred, gold, pred_is_extracted = msg
-        conn.send((task_id, *verify_answer(pred, gold, pred_is_extracted)))
+        request_id, pred, gold, pred_is_extracted = msg
+        conn.send((request_id, *verify_answer(pred, gold, pred_is_extracted)))

@@ -1,0 +1,1 @@
+"""Ray actors: thin shells around plain classes that tests use without Ray."""

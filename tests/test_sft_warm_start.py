@@ -1,0 +1,51 @@
+"""The supervised warm start on a very short budget: loss drops, the saved dir loads and generates."""
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from core.arith_task import ArithTaskConfig, make_split
+from core.prompts import format_prompt
+from core.tiny_model import build_tiny_model
+from learner.sft import IGNORE, _encode, cosine_lr, evaluate_greedy, warm_start
+
+
+def test_solution_tokens_only_are_trained(tmp_path):
+    base = build_tiny_model(tmp_path / "base")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    row = {"problem": "Compute 1 + 2.", "solution": "Step 1: 1 + 2 = 3\nThe answer is \\boxed{3}"}
+    [(ids, labels)] = _encode(tokenizer, [row])
+    prompt_len = len(tokenizer(format_prompt(row["problem"]), add_special_tokens=False)["input_ids"])
+    answer_len = len(tokenizer(row["solution"], add_special_tokens=False)["input_ids"])
+    assert len(ids) == len(labels) == prompt_len + answer_len + 1
+    assert labels[:prompt_len] == [IGNORE] * prompt_len
+    assert labels[prompt_len:] == ids[prompt_len:]
+    assert ids[-1] == tokenizer.eos_token_id
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    lrs = [cosine_lr(s, 100, 1e-3, warmup=5) for s in range(100)]
+    assert lrs[0] < lrs[4] == 1e-3
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))
+    assert abs(lrs[-1] - 1e-4) < 1e-5
+
+
+def test_short_warm_start_lowers_loss_and_saves_a_loadable_model(tmp_path):
+    base = build_tiny_model(tmp_path / "base")
+    rows = make_split(ArithTaskConfig(num_train=64, num_eval=8, seed=1), "train")
+    logs: list[str] = []
+    stats = warm_start(str(base), str(tmp_path / "sft"), rows, steps=40, lr=3e-3, batch_size=8,
+                       seed=0, log=logs.append, num_threads=1)
+    early, late = sum(stats["losses"][:5]) / 5, stats["final_loss"]
+    assert late < 0.6 * early, (early, late)
+    assert len(logs) == 2 and "loss" in logs[0] and "s/step" in logs[0]
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "sft")
+    trained = dict(model.named_parameters())
+    untrained = dict(AutoModelForCausalLM.from_pretrained(base).named_parameters())
+    assert not torch.equal(trained["model.norm.weight"], untrained["model.norm.weight"])
+    enc = tokenizer(format_prompt(rows[0]["problem"]), return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+
+    accuracy = evaluate_greedy(str(tmp_path / "sft"), rows[:4], max_new_tokens=8, num_threads=1)
+    assert 0.0 <= accuracy <= 1.0
