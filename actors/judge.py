@@ -17,8 +17,9 @@ from reward_service.scorer import Scorer
 
 class JudgeWorker:
     def __init__(self, backend: str = "tool", splitter: str = "auto", grader_workers: int = 1,
-                 grader_timeout_s: float = 5.0, **options):
-        self.grader = GradingPool(num_workers=grader_workers, timeout_s=grader_timeout_s)
+                 grader_timeout_s: float = 5.0, require_answer: bool = True, **options):
+        self.grader = GradingPool(num_workers=grader_workers, timeout_s=grader_timeout_s,
+                                  require_answer=require_answer)
         self.scorer = Scorer(judge=backend, splitter=splitter, grader=self.grader, **options)
         self.counters = {"samples": 0, "judge_errors": 0, "thoughts": 0, "judge_seconds": 0.0}
 

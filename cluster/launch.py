@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("config", help="YAML config, e.g. configs/local.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override any field, e.g. --set trainer.max_steps=2 (repeatable)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from the run's latest checkpoint (trainer.checkpoint_every) if there is one")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from cluster.train import train  # heavy imports only once the config is known to be good
 
-    train(cfg)
+    train(cfg, resume=args.resume)
     return 0
 
 

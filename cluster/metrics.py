@@ -17,7 +17,7 @@ class RunMetrics:
         L = ["run"]
         self.rollout_tokens = Counter("thoughtrl_rollout_tokens", "Response tokens generated", L, registry=r)
         self.rollout_tps = Gauge("thoughtrl_rollout_tokens_per_second", "Generation throughput of the last step", L, registry=r)
-        self.generate_seconds = Histogram("thoughtrl_rollout_generate_seconds", "Time to generate one batch on one actor", L, buckets=_BUCKETS, registry=r)
+        self.generate_seconds = Histogram("thoughtrl_rollout_generate_seconds", "Seconds one rollout actor spent generating, per step", L, buckets=_BUCKETS, registry=r)
         self.judge_seconds = Histogram("thoughtrl_judge_seconds", "Time to judge one rollout table", L, buckets=_BUCKETS, registry=r)
         self.judge_errors = Counter("thoughtrl_judge_errors", "Samples whose judging failed", L, registry=r)
         self.grader_timeouts = Gauge("thoughtrl_grader_timeouts", "Answers whose grading hit the time limit", L, registry=r)
@@ -56,8 +56,6 @@ class RunMetrics:
             self.judge_seconds.labels(run).observe(s["judge_seconds"])
             self.samples_judged.labels(run).inc(s["samples"])
             self.judge_errors.labels(run).inc(s["judge_errors"])
-            if "generate_seconds" in s:
-                self.generate_seconds.labels(run).observe(s["generate_seconds"])
         self.thoughts_per_sample.labels(run).set(rec["thoughts_per_sample"])
         self.staleness.labels(run).set(rec["staleness_max"])
         self.learner_step_seconds.labels(run).observe(stats.get("step_seconds", 0.0))
@@ -77,8 +75,17 @@ class RunMetrics:
         self.buffer_pending.labels(run).set(buffer["pending_groups"])
         self.stale_dropped.labels(run).set(buffer["samples_stale_dropped"])
         self.grader_timeouts.labels(run).set(sum(j.get("grader_timeouts", 0) for j in judges))
-        self.rollout_idle.labels(run).set(idle.get("rollout", 0.0))
-        self.learner_idle.labels(run).set(idle.get("learner", 0.0))
+        for part, gauge in (("rollout", self.rollout_idle), ("learner", self.learner_idle)):
+            if part in idle:  # a part not measured this time keeps its last value
+                gauge.labels(run).set(min(1.0, max(0.0, idle[part])))
+
+    def observe_generation(self, before: list[dict], after: list[dict]) -> None:
+        """Each rollout actor's generation seconds in one step, from two reads of its
+        cumulative counters (`RolloutWorker.stats()`) taken at the step's start and end."""
+        for b, a in zip(before, after):
+            seconds = a["generate_seconds"] - b["generate_seconds"]
+            if seconds > 0:
+                self.generate_seconds.labels(self.run).observe(seconds)
 
     def observe_eval(self, accuracy: float) -> None:
         self.eval_accuracy.labels(self.run).set(accuracy)

@@ -17,6 +17,11 @@ class RunLog:
         if not resume and self.path.exists():
             self.path.unlink()
 
+    def keep_until(self, step: int) -> None:
+        """On resume: forget what happened after the checkpoint, which the run now redoes."""
+        kept = [r for r in read_records(self.run_dir) if r.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
     def info(self, msg: str) -> None:
         print(f"[{time.monotonic() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
 

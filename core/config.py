@@ -63,6 +63,7 @@ class JudgeConfig(Section):
     splitter: str = "auto"
     grader_workers: int = Field(1, ge=1)
     grader_timeout_s: float = Field(5.0, gt=0)
+    require_answer: bool = True  # no stated answer (boxed / #### / "The answer is") = wrong
     num_cpus_per_actor: float = Field(0, ge=0)
     num_gpus_per_actor: float = Field(0, ge=0)
     options: dict[str, Any] = {}
@@ -94,6 +95,7 @@ class TrainerConfig(Section):
     max_staleness: int = Field(0, ge=0)
     eval_every: int = Field(0, ge=0)  # 0: evaluate only before and after training
     check_weights_every: int = Field(0, ge=0)  # compare engine and learner weight hashes every N steps
+    checkpoint_every: int = Field(0, ge=0)  # 0: never; `--resume` continues from the latest
     output_dir: str = "runs"
     call_timeout_s: float = Field(600.0, gt=0)
 

@@ -70,7 +70,8 @@ class LearnerGroup:
     """`num_ranks` data-parallel LearnerRanks; `rank_kwargs` go to every LearnerRank.
 
     Resources per rank: `num_cpus_per_rank` (0 by default, so a small machine never waits for
-    CPUs held by rollout actors) and `num_gpus_per_rank` (1 on a GPU cluster).
+    CPUs held by rollout actors) and `num_gpus_per_rank` (1 on a GPU cluster). `actor_options`
+    go to every rank's `.options(...)`, e.g. a placement-group scheduling strategy.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class LearnerGroup:
         start_timeout_s: float = 300.0,
         call_timeout_s: float = 600.0,
         name: str = "learner",
+        actor_options: dict | None = None,
         **rank_kwargs,
     ):
         if num_ranks < 1:
@@ -90,6 +92,7 @@ class LearnerGroup:
         self.name, self.num_ranks, self.call_timeout_s = name, num_ranks, call_timeout_s
         self.last_export_bytes = 0
         actor_cls = ray.remote(num_cpus=num_cpus_per_rank, num_gpus=num_gpus_per_rank)(LearnerRankActor)
+        actor_cls = actor_cls.options(**(actor_options or {}))
         self.actors = [actor_cls.remote(cpu_threads) for _ in range(num_ranks)]
         try:
             addr, port = self._gather([self.actors[0].address.remote()], "address", start_timeout_s)[0]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -47,6 +48,24 @@ def _collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[s
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int,
+                           group: int = 16) -> Iterator[list[int]]:
+    """Endless random batches of indices whose lengths are alike, so little compute goes to padding.
+
+    Each epoch: shuffle, cut into windows of `group` batches, sort each window by length, cut
+    into batches, shuffle the batch order (the usual group-by-length sampler)."""
+    rng = random.Random(seed)
+    while True:
+        order = list(range(len(lengths)))
+        rng.shuffle(order)
+        batches = []
+        for start in range(0, len(order), batch_size * group):
+            window = sorted(order[start: start + batch_size * group], key=lengths.__getitem__)
+            batches += [window[i: i + batch_size] for i in range(0, len(window), batch_size)]
+        rng.shuffle(batches)
+        yield from batches
+
+
 def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.1) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -72,15 +91,14 @@ def warm_start(model_dir: str, out_dir: str, rows: list[dict], steps: int, lr: f
     examples = _encode(tokenizer, rows)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     warmup = max(1, steps // 20)
-    sampler = torch.Generator().manual_seed(seed)
+    batches = length_grouped_batches([len(ids) for ids, _ in examples], batch_size, seed)
     losses: list[float] = []
     last_logged = 0
     started = tick = time.perf_counter()
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup)
-        picks = torch.randint(len(examples), (batch_size,), generator=sampler).tolist()
-        batch = _collate([examples[i] for i in picks], tokenizer.pad_token_id)
+        batch = _collate([examples[i] for i in next(batches)], tokenizer.pad_token_id)
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -82,7 +82,8 @@ class _Worker:
 class GradingPool:
     """Grades responses against gold answers in `num_workers` killable processes."""
 
-    def __init__(self, num_workers: int = 1, timeout_s: float = 5.0, max_chars: int = 20_000):
+    def __init__(self, num_workers: int = 1, timeout_s: float = 5.0, max_chars: int = 20_000,
+                 require_answer: bool = False):
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         if timeout_s <= 0:
@@ -90,6 +91,9 @@ class GradingPool:
         self.num_workers = num_workers
         self.timeout_s = timeout_s
         self.max_chars = max_chars
+        # In RL a response must state its answer (boxed, "####", "The answer is"); otherwise
+        # the parser's fallback to "last expression anywhere" rewards number soup.
+        self.require_answer = require_answer
         # Counters read by metrics exporters.
         self.graded = 0
         self.timeouts = 0
@@ -158,6 +162,8 @@ class GradingPool:
         if not isinstance(response, str) or not isinstance(gold, str):
             return Grade(False, None, "bad_input")
         pred = extract_answer(response)
+        if pred is None and self.require_answer:
+            return Grade(False, None, None)
         gold_ans = gold_answer(gold)
         pred_num, gold_num = plain_number(pred), plain_number(gold_ans)
         if pred_num is not None and gold_num is not None:

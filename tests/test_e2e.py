@@ -72,3 +72,14 @@ def test_one_step_on_gsm8k_with_a_hf_model_dir(tmp_path, tiny_model_dir, shared_
         "rollout.num_actors=1", "judge.num_actors=1", "learner.num_ranks=1", "rollout.max_new_tokens=16"])
     assert summary["samples_trained"] == 2 * 4 and summary["weights_in_sync"] is True
     assert len(steps) == 1
+
+
+def test_async_mode_trains_while_the_next_batch_is_generated(tmp_path):
+    cfg, summary, steps = run(tmp_path, "async", ["trainer.max_steps=4", "trainer.max_staleness=1"])
+    # From the second step on, every batch was sampled before the previous step's weights
+    # reached the engines, i.e. while the learner was still training on the batch before.
+    assert [s["staleness_max"] for s in steps] == [0, 1, 1, 1]
+    assert all(s["staleness"][0] >= 0 and s["staleness"][1] <= 1 for s in steps)
+    assert summary["samples_stale_dropped"] == 0 and summary["weights_in_sync"] is True
+    keys = [k for s in steps for k in s["sample_keys"]]
+    assert len(set(keys)) == len(keys) == 4 * cfg.trainer.prompts_per_step * cfg.rollout.samples_per_prompt

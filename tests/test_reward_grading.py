@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reward_service.grading import GradingPool, gold_answer, plain_number
+from reward_service.grading import Grade, GradingPool, gold_answer, plain_number
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HANG = "\\boxed{\\dfrac{5^{5^{5^{5^5}}}}{2}}"
@@ -109,3 +109,12 @@ def test_math500_reference_solutions_grade_correct(pool):
     rows = [json.loads(line) for line in _need("math500.jsonl").open()]
     grades = pool.grade_many([(r["solution"], r["answer"]) for r in rows])
     assert sum(g.correct for g in grades) / len(rows) >= 0.99
+
+
+def test_required_answer_refuses_number_soup():
+    soup = "7 3 12 9 14 2 + 5"
+    with GradingPool(num_workers=1, timeout_s=5.0, require_answer=True) as strict:
+        assert strict.grade(soup, "5") == Grade(False, None, None)
+        assert strict.grade("so \\boxed{5}", "5").correct
+    with GradingPool(num_workers=1, timeout_s=5.0) as lenient:
+        assert lenient.grade(soup, "5").correct  # math-verify's fallback: the last expression
