@@ -16,7 +16,7 @@ else
 TORCH_SRC := --extra-index-url https://download.pytorch.org/whl/cpu
 endif
 
-.PHONY: install run test test-all bench clean
+.PHONY: install run test test-all bench clean prometheus
 
 install: $(STAMP)
 
@@ -33,10 +33,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m cluster.launch $(CONFIG) $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) prometheus
 	$(PY) -m pytest -q -m "not slow" --timeout=900 tests
 
-test-all: $(STAMP)
+# The metrics test scrapes a real run with a real Prometheus (Debian's package); where it
+# cannot be installed the test skips and says why.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
+	  >/dev/null; } || echo "prometheus is not installed; tests/test_metrics_prometheus.py will skip"
+
+test-all: $(STAMP) prometheus
 	$(PY) -m pytest -q --timeout=1800 tests
 
 clean:

@@ -24,6 +24,10 @@ IGNORE = -100  # label value the loss skips
 def _load(model_dir: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{model_dir}: the tokenizer has no eos token; solutions must end in one")
+    if tokenizer.pad_token_id is None:  # many base models ship without one; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return model, tokenizer
 

@@ -39,6 +39,7 @@ RUN_ARGS = [
     "trainer.prompts_per_step=4", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=48",
     "data.eval_size=8", "data.synthetic.num_train=200", "data.synthetic.num_eval=8", "metrics.host=127.0.0.1",
 ]
+pytestmark = pytest.mark.timeout(RUN_DEADLINE_S + 150)
 needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None, reason="the `prometheus` binary is absent (Debian: apt-get install -y prometheus)")
 
@@ -49,8 +50,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Loopback only: no http_proxy from the environment may stand between the test and its servers.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_get(url: str, timeout_s: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout_s) as r:
+    with _DIRECT.open(url, timeout=timeout_s) as r:
         return r.read().decode()
 
 
@@ -217,3 +222,23 @@ def test_every_panel_query_returns_data(scraped_run):
         if not any(math.isfinite(v) for v in values):
             empty.append(f"{title}: {expr} → {len(data['result'])} series, no finite value")
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+@needs_prometheus
+def test_scraped_values_are_measured_not_placeholders(scraped_run):
+    base, _, _ = scraped_run
+
+    def peak(metric: str) -> float:
+        data = prom_api(base, "/api/v1/query", query=f'max_over_time({metric}{{run="{RUN}"}}[15m])')
+        assert data["result"], f"{metric} was never scraped"
+        return float(data["result"][0]["value"][1])
+
+    steps = 20  # trainer.max_steps above
+    assert peak("thoughtrl_policy_version") == steps
+    assert peak("thoughtrl_samples_trained_total") == steps * 4 * 4  # prompts × samples per prompt
+    assert peak("thoughtrl_weight_sync_bytes_total") > 0
+    assert peak("thoughtrl_rollout_generate_seconds_count") >= steps  # one per actor and step, or more
+    # Synchronous training: engines wait while the learner trains and the learner waits while
+    # they generate, so both parts are idle for part of every step.
+    for part in ("rollout", "learner"):
+        assert 0 < peak(f"thoughtrl_{part}_idle_ratio") <= 1, part

@@ -5,7 +5,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from core.arith_task import ArithTaskConfig, make_split
 from core.prompts import format_prompt
 from core.tiny_model import build_tiny_model
-from learner.sft import IGNORE, _encode, cosine_lr, evaluate_greedy, warm_start
+from learner.sft import IGNORE, _encode, cosine_lr, evaluate_greedy, length_grouped_batches, warm_start
 
 
 def test_solution_tokens_only_are_trained(tmp_path):
@@ -19,6 +19,16 @@ def test_solution_tokens_only_are_trained(tmp_path):
     assert labels[:prompt_len] == [IGNORE] * prompt_len
     assert labels[prompt_len:] == ids[prompt_len:]
     assert ids[-1] == tokenizer.eos_token_id
+
+
+def test_length_grouped_batches_cover_each_epoch_and_group_lengths():
+    lengths = [(i * 37) % 101 for i in range(200)]
+    stream = length_grouped_batches(lengths, batch_size=8, seed=0, group=5)
+    epoch = [next(stream) for _ in range(25)]  # 200 rows / 8
+    assert sorted(i for b in epoch for i in b) == list(range(200))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch) / 25
+    assert spread < 30  # random batches of 8 would spread ~80
+    assert [next(stream) for _ in range(25)] != epoch  # next epoch is reshuffled
 
 
 def test_cosine_schedule_warms_up_then_decays():
