@@ -43,6 +43,9 @@ prometheus:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
 	  >/dev/null; } || echo "prometheus is not installed; tests/test_metrics_prometheus.py will skip"
 
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all --quick
+
 test-all: $(STAMP) prometheus
 	$(PY) -m pytest -q --timeout=1800 tests
 

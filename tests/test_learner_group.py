@@ -59,7 +59,8 @@ def mean_positive_logprob(model, rows) -> float:
 def load_packed(model_dir, packed_ref):
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     weights = dict(unpack(ray.get(packed_ref)))
-    model.load_state_dict({k: v.clone() for k, v in weights.items()})
+    missing, unexpected = model.load_state_dict({k: v.clone() for k, v in weights.items()}, strict=False)
+    assert not unexpected and missing == ["lm_head.weight"]  # tied: loaded through the embedding
     return model.eval(), weights
 
 
@@ -179,7 +180,9 @@ def test_zero3_matches_zero2_and_reports_errors(zero2_run, tiny_model_dir, data)
         exported = dict(unpack(ray.get(group.export_weights())))
         assert sorted(exported) == sorted(zero2_run["first_export"])
         for name, t in zero2_run["first_export"].items():
-            torch.testing.assert_close(exported[name], t, rtol=0, atol=1e-5, msg=name)
+            # ZeRO-3 reduces in another order; Adam turns that into ~1e-5 moves on near-zero
+            # gradients: far below one step (lr 1e-3), far above what a wrong gather would give.
+            torch.testing.assert_close(exported[name], t, rtol=0, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
         h = group.weights_hashes()
         assert h[0] == h[1]
 
