@@ -25,7 +25,7 @@ class Result:
     ratio_name: str
     ratio: float
     target: str
-    met: bool
+    met: bool | None  # None: no target set, the number is informative
     measurements: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -35,7 +35,7 @@ class Result:
             print(f"  {key}: {fmt(value)}")
         for note in self.notes:
             print(f"  note: {note}")
-        verdict = "met" if self.met else "MISSED"
+        verdict = "no target" if self.met is None else "met" if self.met else "MISSED"
         print(f"  {self.ratio_name} = {self.ratio:.3f}  (target {self.target}: {verdict})")
 
 

@@ -146,7 +146,7 @@ def run(mode: str) -> Result:
     ratio = table["pool1/latex"]["answers_per_s_per_core"] / table["plain/latex"]["answers_per_s_per_core"]
     return Result(
         name="grading", ratio_name="pool(1 worker) / plain math-verify answers/s per core, latex rows",
-        ratio=ratio, target=">= 0.8 (isolation overhead, informal)", met=ratio >= 0.8,
+        ratio=ratio, target="none", met=None,
         measurements={"rows": source, "rows_per_rep": len(clean), "reps": cfg["reps"], "pool_timeout_s": TIMEOUT_S,
                       **table, "verdict_agreement_plain_vs_pool": agree, "pool_timeouts_total": timeouts},
         notes=["plain runs on clean rows only: it hangs on the pathological ones",

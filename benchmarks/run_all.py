@@ -50,7 +50,7 @@ def main() -> int:
             continue
         r = json.loads(out.read_text())
         load = r["measurements"]["machine"]["loadavg_1_5_15"][0]
-        rows.append((name, r["ratio_name"], f"{r['ratio']:.3f}", r["target"], "met" if r["met"] else "MISSED",
+        rows.append((name, r["ratio_name"], f"{r['ratio']:.3f}", r["target"], {None: "n/a", True: "met", False: "MISSED"}[r["met"]],
                      f"{load:.1f}", seconds))
 
     print("\nbenchmark           | ratio                                                              | value  | target   | result | load1 | s")

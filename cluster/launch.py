@@ -23,9 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from cluster.resources import ResourceError
     from cluster.train import train  # heavy imports only once the config is known to be good
 
-    train(cfg, resume=args.resume)
+    try:
+        train(cfg, resume=args.resume)
+    except ResourceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -16,20 +17,30 @@ from core.tiny_model import build_tiny_model
 _DONE = "thoughtrl_done.json"
 
 
+def _code_version() -> str:
+    """The source of everything that shapes a built model: a change there invalidates the cache."""
+    import core.arith_task, core.prompts, core.tiny_model, learner.sft  # noqa: E401
+    return "".join(Path(m.__file__).read_text() for m in (core.arith_task, core.prompts, core.tiny_model, learner.sft))
+
+
 def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    text = json.dumps(parts, sort_keys=True, default=str) + _code_version()
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _cached(out: Path, build: Callable[[Path], dict | None], meta: dict) -> Path:
-    """Build into a temp dir and rename when done, so an interrupted build is never reused."""
+    """Build into a private temp dir and rename when done: an interrupted build is never
+    reused, and two runs building the same model at once do not trip over each other."""
     if (out / _DONE).exists():
         return out
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     stats = build(tmp) or {}
     (tmp / _DONE).write_text(json.dumps({**meta, **stats}, indent=2, default=str))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another run finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -41,7 +52,7 @@ def check_model_dir(path: str | Path) -> Path:
 
 
 def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None]) -> Path:
-    cache = Path(cfg.trainer.output_dir) / "_models"
+    cache = Path(cfg.model.cache_dir or Path(cfg.trainer.output_dir) / "_models")
     if cfg.model.path:
         base = check_model_dir(cfg.model.path)
     else:

@@ -19,7 +19,7 @@ from cluster.metrics import RunMetrics
 from cluster.model_prep import prepare_model
 from cluster.pipeline import Batch, Pipeline, Weights
 from cluster.report import RunLog, plot_accuracy, write_summary
-from cluster.resources import reserve, rollout_engine_kwargs
+from cluster.resources import check_cluster, release, reserve, rollout_engine_kwargs
 from cluster.runtime import connect
 from core.config import Config
 from core.datasets import PromptStream, load_dataset
@@ -67,7 +67,7 @@ def start_actors(cfg: Config, model_dir: str):
     timeout = cfg.trainer.call_timeout_s
     rollout.get_all("ready", timeout_s=timeout)
     judges.get_all("ready", timeout_s=timeout)
-    return rollout, judges, learner, buffer
+    return rollout, judges, learner, buffer, placed
 
 
 def evaluate(pipeline: Pipeline, rows: list[dict], tag: str) -> float:
@@ -113,11 +113,13 @@ def train(cfg: Config, resume: bool = False) -> dict:
         log.info(f"metrics: http://{cfg.metrics.host}:{metrics.port}/metrics")
     tr, timeout = cfg.trainer, cfg.trainer.call_timeout_s
 
+    log.info(f"ray: {connect()}")
+    check_cluster(cfg)  # before any slow preparation: a too-small cluster fails at once
     train_rows, eval_rows = load_data(cfg, log)
     model_dir = str(prepare_model(cfg, train_rows, log.info))
-    log.info(f"ray: {connect()}; starting {cfg.rollout.num_actors} rollout, {cfg.judge.num_actors} judge, "
+    log.info(f"starting {cfg.rollout.num_actors} rollout, {cfg.judge.num_actors} judge, "
              f"{cfg.learner.num_ranks} learner actors on {model_dir}")
-    rollout, judges, learner, buffer = start_actors(cfg, model_dir)
+    rollout, judges, learner, buffer, placed = start_actors(cfg, model_dir)
     pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=log.info)
     stream = PromptStream(train_rows, tr.prompts_per_step, seed=cfg.seed)
 
@@ -220,5 +222,6 @@ def train(cfg: Config, resume: bool = False) -> dict:
     log.info(f"done: accuracy {acc_before:.3f} → {acc_after:.3f}, weights_in_sync={summary['weights_in_sync']}, "
              f"{samples_trained} samples in {summary['wall_seconds']}s; summary in {run_dir / 'summary.json'}")
     learner.shutdown()
+    release(placed)
     metrics.close()
     return summary

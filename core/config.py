@@ -27,6 +27,7 @@ class ModelConfig(Section):
     tiny: TinyModelConfig = TinyModelConfig()
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     max_model_len: int = Field(1024, gt=0)
+    cache_dir: str | None = None  # built/warm-started models; None: <trainer.output_dir>/_models
 
 
 class WarmStartConfig(Section):

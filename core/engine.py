@@ -72,6 +72,12 @@ class VLLMEngine:
             if self.on_cpu
             else {"gpu_memory_utilization": gpu_memory_utilization}
         )
+        if self.on_cpu:
+            # A chunked prefill makes vLLM rewind a seeded request's generator
+            # (`set_offset`), which CPU generators do not support: seeded sampling then
+            # crashes once a batch's prompts exceed the token budget. Whole prefills avoid it.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
+            engine_kwargs.setdefault("max_num_batched_tokens", max(16384, max_model_len))
         self.llm = LLM(
             model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size, enforce_eager=enforce_eager,

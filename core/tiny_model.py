@@ -26,8 +26,12 @@ class TinyModelConfig(BaseModel):
 
 
 def byte_vocab() -> list[str]:
-    """Special tokens, then one token per byte (in GPT-2's printable byte alphabet)."""
-    return [PAD, EOS, UNK] + list(_bytes_to_unicode().values())
+    """Special tokens, then one token per ASCII byte (in GPT-2's printable byte alphabet).
+
+    ASCII only: whatever the model samples is then valid text; other characters are dropped.
+    """
+    b2u = _bytes_to_unicode()
+    return [PAD, EOS, UNK] + [b2u[b] for b in range(128)]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -43,10 +47,10 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def build_tokenizer(out_dir: str | Path):
-    """A character-level fast tokenizer that round-trips text exactly (decode(encode(s)) == s).
+    """A character-level fast tokenizer that round-trips ASCII text exactly.
 
-    It is byte-level BPE with no merges: one token per byte, so ASCII text is one token per
-    character and any other text still round-trips. transformers
+    It is byte-level BPE with no merges over the ASCII bytes: one token per character; a
+    character outside ASCII is dropped. transformers
     loads a qwen2 directory with Qwen2Tokenizer, which installs its own byte-level
     pre-tokenizer; a plain character vocabulary would lose its whitespace there.
     """

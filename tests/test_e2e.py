@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import ray
@@ -13,7 +16,10 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.timeout(900)
 
-SMALL = [
+# One model cache for every run of the session: the tiny model and its warm start are built once.
+MODEL_CACHE = Path(tempfile.gettempdir()) / f"thoughtrl-test-models-{os.getuid()}"
+
+SMALL = [f"model.cache_dir={MODEL_CACHE}",
     "rollout.num_actors=2", "judge.num_actors=2", "learner.num_ranks=2", "learner.zero_stage=2",
     "rollout.samples_per_prompt=4", "rollout.max_new_tokens=64", "trainer.prompts_per_step=4",
     "warm_start.steps=20", "data.eval_size=16", "data.synthetic.num_train=200",

@@ -136,3 +136,14 @@ def test_offsets_on_byte_level_bpe_with_multibyte_chars(fast):
     # split over tokens share one offset.
     assert len(set(offsets)) < len(ids)  # the emoji spans several byte tokens
     assert "".join(text[a:b] for a, b in zip(offsets, offsets[1:] + [len(text)])) == text
+
+
+def test_seeded_sampling_survives_a_batch_larger_than_one_prefill_chunk(engine):
+    # 80 prompts × 8 samples: more prompt tokens than vLLM's default per-step budget on CPU,
+    # where a chunked prefill used to crash seeded sampling ("CPU Generator does not use offset").
+    ids = [engine.tokenizer.encode(f"Problem: Compute {i} + {i + 3} * 2.\nSolution:\n", add_special_tokens=False)
+           for i in range(80)]
+    first = engine.generate(ids, n=8, max_tokens=16, temperature=1.0, seed=5)
+    again = engine.generate(ids, n=8, max_tokens=16, temperature=1.0, seed=5)
+    assert len(first) == 80 and all(len(g) == 8 for g in first)
+    assert [[c.token_ids for c in g] for g in first] == [[c.token_ids for c in g] for g in again]
