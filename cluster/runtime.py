@@ -27,5 +27,12 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str:
     if address:
         ray.init(address=address, runtime_env=env)
         return address
-    ray.init(runtime_env=env, include_dashboard=False, num_cpus=num_cpus)
-    return "local"
+    for attempt in (1, 2):
+        try:
+            ray.init(runtime_env=env, include_dashboard=False, num_cpus=num_cpus)
+            return "local"
+        except Exception as e:  # a local GCS that starts too slowly on a busy machine
+            ray.shutdown()
+            if attempt == 2:
+                raise RuntimeError(f"could not start a local Ray: {e}") from e
+    raise AssertionError("unreachable")
