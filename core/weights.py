@@ -7,6 +7,7 @@ over them. Byte views also carry bfloat16, which numpy cannot represent.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Iterable
 
 import numpy as np
@@ -26,9 +27,10 @@ def pack(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> Packed:
 def unpack(packed: Packed) -> list[tuple[str, torch.Tensor]]:
     out = []
     for name, (buf, dtype, shape) in packed.items():
-        # Buffers from the object store are read-only; load_weights only reads them.
-        arr = buf if buf.flags.writeable else buf.view()
-        t = torch.frombuffer(memoryview(arr), dtype=torch.uint8) if arr.size else torch.empty(0, dtype=torch.uint8)
+        with warnings.catch_warnings():
+            # Buffers from the object store are read-only; every consumer only reads them.
+            warnings.filterwarnings("ignore", message="The given buffer is not writable")
+            t = torch.frombuffer(memoryview(buf), dtype=torch.uint8) if buf.size else torch.empty(0, dtype=torch.uint8)
         out.append((name, t.view(getattr(torch, dtype)).reshape(shape)))
     return out
 
