@@ -174,8 +174,8 @@ def train(cfg: Config, resume: bool = False) -> dict:
         n = sum(s["samples"] for s in summaries)
         tokens = sum(s["response_tokens"] for s in summaries)
         step_s = time.monotonic() - t0
-        idle = idle_ratios(rollout_before, rollout.get_all("stats", timeout_s=timeout),
-                           stats.get("step_seconds", 0.0), step_s)
+        rollout_after = rollout.get_all("stats", timeout_s=timeout)
+        idle = idle_ratios(rollout_before, rollout_after, stats.get("step_seconds", 0.0), step_s)
         rec = {
             "step": step + 1, "policy_version": version, "samples_trained": samples_trained,
             "reward_mean": sum(s["correct"] for s in summaries) / max(n, 1),
@@ -195,7 +195,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
         metrics.observe_step(rec, summaries, stats)
         metrics.observe_parts(get(buffer.depth.remote(), timeout, "buffer.depth"),
                               judges.get_all("stats", timeout_s=timeout), idle=idle)
-        metrics.observe_generation(rollout_before, rollout.get_all("stats", timeout_s=timeout))
+        metrics.observe_generation(rollout_before, rollout_after)
         if tr.eval_every and (step + 1) % tr.eval_every == 0 and step + 1 < tr.max_steps:
             acc = evaluate(pipeline, eval_rows, f"eval{step + 1}")
             log.record("eval", step=step + 1, samples_trained=samples_trained, accuracy=acc)
