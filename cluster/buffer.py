@@ -100,13 +100,16 @@ class ExperienceBuffer:
                 "num_samples": sum(g.num_samples for g in taken),
                 "experience": [g.experience for g in taken]}
 
+    def _is_fresh(self, g: ReadyGroup, learner_step: int) -> bool:
+        return learner_step - g.version <= self.max_staleness
+
     def _fresh_count(self, learner_step: int) -> int:
-        return sum(1 for g in self._ready if learner_step - g.version <= self.max_staleness)
+        return sum(1 for g in self._ready if self._is_fresh(g, learner_step))
 
     def _drop_stale(self, learner_step: int) -> None:
         keep = []
         for g in self._ready:
-            if learner_step - g.version <= self.max_staleness:
+            if self._is_fresh(g, learner_step):
                 keep.append(g)
             else:
                 self.stats["groups_stale_dropped"] += 1
