@@ -1,7 +1,10 @@
-"""Command line: grade a jsonl file, or evaluate a judge on ProcessBench.
+"""Command line: grade a jsonl file, evaluate a judge on ProcessBench, Best-of-N, data selection.
 
     python -m reward_service grade IN.jsonl OUT.jsonl [--workers N --timeout S]
     python -m reward_service processbench FILE.json... --judge tool [--json]
+    python -m reward_service processbench FILE.json... --judge rprm --model DIR [-o samples=4]
+    python -m reward_service best-of-n IN.jsonl [--judge NAME --aggregate min|last|product|mean]
+    python -m reward_service select IN.jsonl OUT.parquet --top-k K [--judge NAME] [--overall]
 """
 from __future__ import annotations
 
@@ -10,8 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+from reward_service import best_of_n
+from reward_service import select as selection
 from reward_service.grading import GradingPool
 from reward_service.judges import get_judge
+from reward_service.judges.cli import add_judge_arguments, judge_options
 from reward_service.processbench import evaluate_file
 
 
@@ -48,7 +54,7 @@ def grade_file(args) -> int:
 
 
 def processbench(args) -> int:
-    judge = get_judge(args.judge)
+    judge = get_judge(args.judge, **judge_options(args))
     subsets = {Path(f).stem: evaluate_file(judge, f) for f in args.files}
     mean_f1 = sum(s["f1"] for s in subsets.values()) / len(subsets)
     if args.json:
@@ -56,7 +62,8 @@ def processbench(args) -> int:
     else:
         for name, s in subsets.items():
             print(f"{name:28s} n={s['n']:5d} acc_erroneous={s['acc_erroneous']:.3f} "
-                  f"acc_correct={s['acc_correct']:.3f} f1={s['f1']:.3f}")
+                  f"acc_correct={s['acc_correct']:.3f} f1={s['f1']:.3f}"
+                  + (f" judge_errors={s['judge_errors']}" if s.get("judge_errors") else ""))
         print(f"mean f1 {mean_f1:.3f}")
     return 0
 
@@ -73,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("processbench", help="evaluate a step judge on ProcessBench files")
     p.add_argument("files", nargs="+")
     p.add_argument("--judge", default="tool")
+    add_judge_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=processbench)
+    best_of_n.add_parser(sub)
+    selection.add_parser(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,11 +1,15 @@
 """Token-level advantages for one group of G samples of the same prompt.
 
-`group_advantages(name, group, alpha)` dispatches through `ALGORITHMS`:
+`group_advantages(name, group, alpha, beta)` dispatches through `ALGORITHMS`:
 - grpo: the standardized outcome reward on every token.
 - tpgrpo: TP-GRPO's capability-adaptive thought rewards (DESIGN.md §4 table), penalty α·acc_G.
 - tpgrpo_static: the same with a constant penalty α.
 - step_grpo: DeepSeekMath process supervision; standardized step rewards summed over the
   token's step and every later step.
+- reasonflux: ReasonFlux-PRM's blend r = (1-β)·r_out + β·r̂ with r̂ = mean(step scores)
+  + α·trajectory score (α's term only where the judge gives a trajectory score), standardized
+  within the group as in GRPO and put on every token. A sample whose judging failed has no
+  step scores and keeps r = r_out.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ class GroupSample:
     thought_labels: list[str] = field(default_factory=list)
     step_spans: Spans = field(default_factory=list)
     step_scores: list[float] = field(default_factory=list)
+    trajectory_score: float | None = None
 
 
 def outcome_reward(group: list[GroupSample]) -> list[float]:
@@ -99,16 +104,36 @@ def _step_grpo(group: list[GroupSample], alpha: float) -> list[np.ndarray]:
     return out
 
 
-ALGORITHMS: dict[str, Callable[[list[GroupSample], float], list[np.ndarray]]] = {
+def reasonflux_rewards(group: list[GroupSample], alpha: float, beta: float) -> list[float]:
+    """(1-β)·r_out + β·r̂ per sample, before standardization."""
+    out = []
+    for sample, r_out in zip(group, outcome_reward(group)):
+        if not sample.step_scores:  # judging failed: the outcome alone
+            out.append(r_out)
+            continue
+        r_hat = float(np.mean(sample.step_scores))
+        if sample.trajectory_score is not None:
+            r_hat += alpha * sample.trajectory_score
+        out.append((1.0 - beta) * r_out + beta * r_hat)
+    return out
+
+
+def _reasonflux(group: list[GroupSample], alpha: float, beta: float = 0.75) -> list[np.ndarray]:
+    r_hat = standardized(reasonflux_rewards(group, alpha, beta))
+    return [np.full(s.num_tokens, r, dtype=np.float32) for s, r in zip(group, r_hat)]
+
+
+ALGORITHMS: dict[str, Callable[..., list[np.ndarray]]] = {
     "grpo": _grpo,
     "tpgrpo": _tpgrpo,
     "tpgrpo_static": _tpgrpo_static,
     "step_grpo": _step_grpo,
+    "reasonflux": _reasonflux,  # also takes beta
 }
 
 
-def group_advantages(algorithm: str, group: list[GroupSample], alpha: float = 1.0
-                     ) -> list[np.ndarray]:
+def group_advantages(algorithm: str, group: list[GroupSample], alpha: float = 1.0,
+                     beta: float = 0.75) -> list[np.ndarray]:
     """One float32 array of length num_tokens per sample."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown advantage algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
@@ -119,6 +144,8 @@ def group_advantages(algorithm: str, group: list[GroupSample], alpha: float = 1.
         if len(s.step_spans) != len(s.step_scores):
             raise ValueError(f"sample {i}: {len(s.step_spans)} step spans but "
                              f"{len(s.step_scores)} step scores")
+    if algorithm == "reasonflux":
+        return _reasonflux(group, alpha, beta)
     return ALGORITHMS[algorithm](group, alpha)
 
 

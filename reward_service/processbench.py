@@ -39,10 +39,14 @@ def metrics(predicted: list[int], labels: list[int]) -> dict:
 
 def evaluate_file(judge: StepJudge, path: str | Path) -> dict:
     samples = json.loads(Path(path).read_text())
-    predicted = []
+    predicted, judge_errors = [], 0
     for i, sample in enumerate(samples):
+        if not (isinstance(sample, dict) and isinstance(sample.get("problem"), str)
+                and isinstance(sample.get("steps"), list) and "label" in sample):
+            raise ValueError(f"{path}: sample {i} is malformed; need problem, steps, label")
         try:
             predicted.append(predict_first_error(judge, sample))
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{path}: sample {i} is malformed ({e!r}); need problem, steps, label")
-    return metrics(predicted, [int(s["label"]) for s in samples])
+        except Exception:  # a judge failure costs this sample (a prediction that is never right)
+            predicted.append(None)
+            judge_errors += 1
+    return {**metrics(predicted, [int(s["label"]) for s in samples]), "judge_errors": judge_errors}

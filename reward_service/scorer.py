@@ -12,31 +12,40 @@ from reward_service.verdict import Verdict, failed
 
 class Scorer:
     def __init__(self, judge: str = "tool", splitter: str = "auto",
-                 grader: GradingPool | None = None, **judge_options):
+                 grader: GradingPool | None = None, splitter_options: dict | None = None,
+                 **judge_options):
         self.judge = get_judge(judge, **judge_options)
-        self.split = get_splitter(splitter)
+        splitter_options = dict(splitter_options or {})
+        if splitter == "llm" and not {"llm", "model", "endpoint"} & splitter_options.keys():
+            # The LLM segmenter shares an LLM judge's engine unless given its own model.
+            splitter_options["llm"] = getattr(self.judge, "llm", None)
+        self.split = get_splitter(splitter, **splitter_options)
         self._own_grader = grader is None
         self.grader = grader if grader is not None else GradingPool(num_workers=1)
 
     def score(self, problem: str, response: str, gold: str) -> Verdict:
-        return self._judge(problem, response, self.grader.grade(response, gold))
+        return self._judge(problem, response, self.grader.grade(response, gold), gold)
 
     def score_many(self, rows: list[dict]) -> list[Verdict]:
         """Rows with `problem`, `response_text`, `gold_answer`; grading runs in parallel."""
         pairs = [(r.get("response_text") or "", r.get("gold_answer") or "") for r in rows]
         grades = self.grader.grade_many(pairs)
-        return [self._judge(r.get("problem") or "", pair[0], grade)
+        return [self._judge(r.get("problem") or "", pair[0], grade, pair[1])
                 for r, pair, grade in zip(rows, pairs, grades)]
 
     def close(self) -> None:
         if self._own_grader:
             self.grader.close()
 
-    def _judge(self, problem: str, response: str, grade: Grade) -> Verdict:
+    def _judge(self, problem: str, response: str, grade: Grade, gold: str | None = None
+               ) -> Verdict:
         extracted = grade.extracted if grade.extracted is not None else extract_answer(response)
         try:
             spans = self.split(response)
-            judgment = self.judge.judge_steps(problem, response, spans, grade.correct, extracted)
+            # Only judges that ask for the gold answer get it (the others' signature lacks it).
+            more = {"gold": gold} if getattr(self.judge, "needs_gold", False) else {}
+            judgment = self.judge.judge_steps(problem, response, spans, grade.correct, extracted,
+                                              **more)
             if len(judgment.scores) != len(spans):
                 raise ValueError(f"judge gave {len(judgment.scores)} scores for {len(spans)} steps")
             texts = [response[a:b] for a, b in spans]

@@ -72,8 +72,15 @@ SPLITTERS: dict[str, Splitter] = {
 }
 
 
-def get_splitter(name: str) -> Splitter:
+def get_splitter(name: str, **options) -> Splitter:
+    """A splitter by name. `llm` (TP-GRPO's LLM segmenter, `reward_service.segmenter`) takes
+    options: the LLM (`model`, `endpoint` or `llm`) and its deterministic `fallback`."""
+    if name == "llm":
+        from reward_service.segmenter import llm_splitter  # late: it brings an LLM client
+        return llm_splitter(**options)
+    if options:
+        raise ValueError(f"splitter {name!r} takes no options, got {sorted(options)}")
     try:
         return SPLITTERS[name]
     except KeyError:
-        raise ValueError(f"unknown splitter {name!r}; known: {sorted(SPLITTERS)}") from None
+        raise ValueError(f"unknown splitter {name!r}; known: {sorted([*SPLITTERS, 'llm'])}") from None

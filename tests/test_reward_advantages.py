@@ -24,7 +24,7 @@ def _mixed_group():
 
 
 def test_registry_and_outcome_reward():
-    assert set(ALGORITHMS) == {"grpo", "tpgrpo", "tpgrpo_static", "step_grpo"}
+    assert set(ALGORITHMS) == {"grpo", "tpgrpo", "tpgrpo_static", "step_grpo", "reasonflux"}
     assert outcome_reward(_mixed_group()) == [1.0, 1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="grpo"):
         group_advantages("nope", _mixed_group())

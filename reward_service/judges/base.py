@@ -16,6 +16,9 @@ class StepJudgment:
 
 
 class StepJudge(Protocol):
+    """A judge whose class sets `needs_gold = True` is also called with `gold=` (the reference
+    answer); every other judge is called without it."""
+
     def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
                     extracted: str | None) -> StepJudgment:
         ...

@@ -32,3 +32,5 @@ def get_judge(name: str, **options) -> StepJudge:
 def _load_builtin() -> None:
     # Imported here so that registering a backend never needs to import the others.
     from reward_service.judges import tool  # noqa: F401
+    from reward_service.judges import http, rprm, self_judge, tpgrpo  # noqa: F401  (LLM judges)
+    from reward_service.judges import montecarlo, step_classifier  # noqa: F401

@@ -1,0 +1,161 @@
+"""Discriminative step PRMs, served by vLLM's pooling runner with step pooling.
+
+Two input styles, one forward pass per solution:
+
+- `classifier` (Qwen2.5-Math-PRM, ReasonFlux-PRM): the steps, each followed by `<extra_0>`,
+  are the assistant turn of the chat template; the model's 2-label head gives logits at every
+  separator and a step's score is softmax(logits)[1], P(positive). vLLM serves these as
+  `Qwen2ForProcessRewardModel`.
+- `shepherd` (Math-Shepherd): "{problem} {step 1} ки\\n{step 2} ки..." through a causal LM;
+  a step's score is the softmax over the next-token logits of "+" and "-" at its tag, i.e.
+  P(+) / (P(+) + P(-)). vLLM's `convert="classify"` turns the LM head's rows of those two
+  tokens into a 2-label head, so the same step pooler returns exactly those logits.
+
+Options: `model` (a Hugging Face model directory), `style` ("auto" reads the architecture:
+`*ForProcessRewardModel` is `classifier`, `*ForCausalLM` is `shepherd`), `step_tag`
+(default `<extra_0>` / `ки`), `good_token` / `bad_token` (vocabulary spellings of "+" / "-"),
+`system` (the classifier's system prompt), `engine` (a ready pooling `VLLMEngine`), and
+engine arguments (`max_model_len`, `dtype`, `kv_cache_gb`, ...).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from reward_service.judges.base import Spans, StepJudgment
+from reward_service.judges.registry import register
+
+CLASSIFIER, SHEPHERD = "classifier", "shepherd"
+DEFAULT_TAGS = {CLASSIFIER: "<extra_0>", SHEPHERD: "ки"}
+# The system prompt of Qwen2.5-Math-PRM's reference usage.
+QWEN_PRM_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def detect_style(model_dir: str | Path) -> str:
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {model_dir}/config.json to pick a style ({e}); "
+                         "pass style=classifier or style=shepherd") from None
+    architectures = config.get("architectures") or []
+    if any(a.endswith("ForProcessRewardModel") for a in architectures):
+        return CLASSIFIER
+    if any(a.endswith("ForCausalLM") for a in architectures):
+        return SHEPHERD
+    raise ValueError(f"{model_dir}: architecture {architectures} is neither a process reward "
+                     "model nor a causal LM; pass style=classifier or style=shepherd")
+
+
+def _context_length(model_dir: str | Path, cap: int = 8192) -> int:
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return 4096
+    return min(int(config.get("max_position_embeddings") or 4096), cap)
+
+
+def _softmax_column(logits: list[list[float]], column: int) -> list[float]:
+    out = []
+    for row in logits:
+        top = max(row)
+        weights = [math.exp(x - top) for x in row]
+        out.append(weights[column] / sum(weights))
+    return out
+
+
+@register("step_classifier")
+class StepClassifierJudge:
+    def __init__(self, model: str | None = None, style: str = "auto", step_tag: str | None = None,
+                 good_token: str = "+", bad_token: str = "-", system: str = QWEN_PRM_SYSTEM,
+                 engine=None, max_model_len: int | None = None, dtype: str = "auto",
+                 **engine_kwargs):
+        if engine is None and model is None:
+            raise ValueError("step_classifier needs `model` (a PRM directory) or `engine`")
+        if style == "auto":
+            style = detect_style(model if model is not None else engine.model_path)
+        if style not in DEFAULT_TAGS:
+            raise ValueError(f"unknown style {style!r}; known: {sorted(DEFAULT_TAGS)}")
+        self.style = style
+        self.step_tag = step_tag or DEFAULT_TAGS[style]
+        self.system = system
+        if engine is None:
+            engine = self.make_engine(model, style, self.step_tag, good_token, bad_token,
+                                      max_model_len=max_model_len, dtype=dtype, **engine_kwargs)
+        self.engine = engine
+        self.tokenizer = engine.tokenizer
+        # The tag's id as the reference code takes it: the last token of the tag alone.
+        self.step_tag_id = self.tokenizer.encode(self.step_tag, add_special_tokens=False)[-1]
+        self.max_model_len = int(engine.llm.llm_engine.model_config.max_model_len)
+        self._chat = style == CLASSIFIER and bool(getattr(self.tokenizer, "chat_template", None))
+
+    @staticmethod
+    def make_engine(model: str, style: str, step_tag: str, good_token: str = "+",
+                    bad_token: str = "-", max_model_len: int | None = None, dtype: str = "auto",
+                    **engine_kwargs):
+        """A pooling `VLLMEngine` that returns 2 logits at every step tag."""
+        from transformers import AutoTokenizer
+
+        from core.engine import VLLMEngine
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        tag_id = tokenizer.encode(step_tag, add_special_tokens=False)[-1]
+        pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": tag_id}
+        if style == SHEPHERD:
+            for token in (good_token, bad_token):
+                if tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
+                    raise ValueError(f"{model}: {token!r} is not a token of the vocabulary")
+            engine_kwargs.update(
+                convert="classify",
+                hf_overrides={"classifier_from_token": [good_token, bad_token],
+                              "method": "no_post_processing"})
+        return VLLMEngine(str(model), dtype=dtype, runner="pooling", pooler_config=pooler,
+                          max_model_len=max_model_len or _context_length(model), **engine_kwargs)
+
+    def format(self, problem: str, steps: list[str]) -> str:
+        if self.style == SHEPHERD:
+            return f"{problem} " + "\n".join(f"{s} {self.step_tag}" for s in steps)
+        assistant = "".join(s + self.step_tag for s in steps)
+        if not self._chat:
+            return f"{problem}\n\n{assistant}"
+        messages = [{"role": "system", "content": self.system},
+                    {"role": "user", "content": problem},
+                    {"role": "assistant", "content": assistant}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=False)
+
+    def token_ids(self, problem: str, response: str, spans: Spans) -> list[int]:
+        # A tag inside the text itself would add a score position: tags are removed first.
+        steps = [response[a:b].strip().replace(self.step_tag, "") for a, b in spans]
+        text = self.format(problem.replace(self.step_tag, ""), steps)
+        # Chat-formatted text carries its own special tokens.
+        ids = self.tokenizer.encode(text, add_special_tokens=not self._chat)
+        found = sum(1 for t in ids if t == self.step_tag_id)
+        if found != len(spans):
+            raise ValueError(f"{found} step tags in the tokenized input for {len(spans)} steps "
+                             f"(the tag {self.step_tag!r} does not tokenize on its own here)")
+        if len(ids) > self.max_model_len:
+            raise ValueError(f"input of {len(ids)} tokens exceeds the PRM's context of "
+                             f"{self.max_model_len}")
+        return ids
+
+    def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
+                    extracted: str | None) -> StepJudgment:
+        if not spans:
+            return StepJudgment(scores=[], raw="")
+        from vllm.pooling_params import PoolingParams
+
+        ids = self.token_ids(problem, response, spans)
+        # Raw logits (no activation): the softmax below is the reference code's, for both styles.
+        params = PoolingParams(use_activation=False, step_tag_id=self.step_tag_id)
+        (out,) = self.engine.llm.encode([{"prompt_token_ids": ids}], params, use_tqdm=False,
+                                        pooling_task="token_classify")
+        logits = out.outputs.data.float().reshape(-1, 2).tolist()
+        if len(logits) != len(spans):
+            raise ValueError(f"the PRM scored {len(logits)} tags for {len(spans)} steps")
+        # classifier: label 1 is "correct"; shepherd: column 0 is the good token "+".
+        scores = _softmax_column(logits, 1 if self.style == CLASSIFIER else 0)
+        return StepJudgment(scores=scores, raw=json.dumps({"style": self.style, "logits": logits}))
+
+    def close(self) -> None:
+        self.engine.shutdown()

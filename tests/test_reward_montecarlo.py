@@ -1,0 +1,77 @@
+"""montecarlo judge: completions sampled by the tiny policy through the real vLLM engine,
+graded against the gold answer; outcomes forced by what the prefix already states."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reward_service.grading import GradingPool
+from reward_service.judges.montecarlo import MonteCarloJudge
+from reward_service.llm import LocalLLM
+from reward_service.scorer import Scorer
+from reward_service.steps import split_auto
+
+pytestmark = pytest.mark.timeout(600)
+PROBLEM = "What is 6 * 7?"
+# Step 2 states the boxed answer: every completion of a prefix that contains it keeps it as
+# the last boxed answer (the tiny random policy does not write "\boxed{"), so step 2's value
+# is forced to 1.0 against gold 42 and to 0.0 against any other gold.
+RESPONSE = "Step 1: multiply.\nStep 2: 6 * 7 = 42, so \\boxed{42}.\nStep 3: done.\n"
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_model_dir):
+    llm = LocalLLM(str(tiny_model_dir), prompt_template="{prompt}", dtype="float32",
+                   max_model_len=256, kv_cache_gb=0.1)
+    yield llm
+    llm.shutdown()
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with GradingPool(num_workers=1, timeout_s=5.0) as pool:
+        yield pool
+
+
+def test_prefixes_are_the_rollout_prompt_plus_the_steps_so_far(llm, grader):
+    judge = MonteCarloJudge(llm=llm, grader=grader)
+    spans = split_auto(RESPONSE)
+    assert judge.prefixes(PROBLEM, RESPONSE, spans) == [
+        "Problem: What is 6 * 7?\nSolution:\nStep 1: multiply.\n",
+        "Problem: What is 6 * 7?\nSolution:\nStep 1: multiply.\nStep 2: 6 * 7 = 42, so \\boxed{42}.\n",
+    ]
+
+
+def test_values_are_forced_by_a_stated_answer(llm, grader):
+    judge = MonteCarloJudge(llm=llm, grader=grader, samples=4, max_tokens=24, seed=1)
+    spans = split_auto(RESPONSE)
+    right = judge.judge_steps(PROBLEM, RESPONSE, spans, True, "42", gold="42")
+    assert len(right.scores) == 3 and all(0.0 <= s <= 1.0 for s in right.scores)
+    raw = json.loads(right.raw)
+    assert raw["samples"] == 4 and raw["correct"][1] == 4  # 4 completions sampled and graded
+    assert right.scores[1:] == [1.0, 1.0]  # the last step is the solution's own outcome
+    wrong = judge.judge_steps(PROBLEM, RESPONSE, spans, False, "42", gold="41")
+    assert wrong.scores[1:] == [0.0, 0.0]
+
+
+def test_completions_are_sampled_per_step(llm, grader):
+    # Every step but the last gets `samples` completions, sampled (they differ), not copies.
+    judge = MonteCarloJudge(llm=llm, grader=grader, samples=6, max_tokens=8, seed=3)
+    groups = judge.llm.generate(judge.prefixes(PROBLEM, RESPONSE, split_auto(RESPONSE)),
+                                n=6, temperature=1.0, max_tokens=8, seed=3)
+    assert len(groups) == 2 and all(len(g) == 6 for g in groups)
+    assert len({text for text in groups[0]}) > 1
+
+
+def test_through_the_scorer_with_gold_and_a_failing_sample(llm, grader):
+    scorer = Scorer(judge="montecarlo", grader=grader, llm=llm, samples=2, max_tokens=16)
+    rows = [{"problem": PROBLEM, "response_text": RESPONSE, "gold_answer": "#### 42"},
+            {"problem": PROBLEM, "response_text": RESPONSE, "gold_answer": ""}]
+    ok, no_gold = scorer.score_many(rows)
+    assert ok.judge_error is None and ok.outcome_correct
+    assert len(ok.step_scores) == 3 and ok.step_scores[1:] == [1.0, 1.0]
+    assert "needs the gold answer" in no_gold.judge_error and no_gold.step_scores == []
+    # The tool judge, which takes no gold, still works through the same Scorer code.
+    tool = Scorer(judge="tool", grader=grader).score(PROBLEM, RESPONSE, "42")
+    assert tool.judge_error is None and tool.step_scores == [1.0, 1.0, 1.0]
