@@ -10,6 +10,7 @@ import time
 
 import pyarrow as pa
 
+from core.ray_metrics import PartMetrics
 from core.records import SCORED_SCHEMA
 from reward_service.grading import GradingPool
 from reward_service.scorer import Scorer
@@ -17,11 +18,13 @@ from reward_service.scorer import Scorer
 
 class JudgeWorker:
     def __init__(self, backend: str = "tool", splitter: str = "auto", grader_workers: int = 1,
-                 grader_timeout_s: float = 5.0, require_answer: bool = True, **options):
+                 grader_timeout_s: float = 5.0, require_answer: bool = True, run_name: str = "",
+                 **options):
         self.grader = GradingPool(num_workers=grader_workers, timeout_s=grader_timeout_s,
                                   require_answer=require_answer)
         self.scorer = Scorer(judge=backend, splitter=splitter, grader=self.grader, **options)
         self.counters = {"samples": 0, "judge_errors": 0, "thoughts": 0, "judge_seconds": 0.0}
+        self.metrics = PartMetrics(run_name, "judge")  # Ray's metrics export, tagged with this actor
 
     def ready(self) -> bool:
         return True
@@ -39,6 +42,10 @@ class JudgeWorker:
         self.counters["judge_errors"] += summary["judge_errors"]
         self.counters["thoughts"] += summary["thoughts"]
         self.counters["judge_seconds"] += seconds
+        self.metrics.record("judge_seconds", seconds)
+        self.metrics.record("samples_judged", len(rows))
+        self.metrics.record("judge_errors", summary["judge_errors"])
+        self.metrics.record("grader_timeouts", self.grader.timeouts)
         return summary, table
 
     def stats(self) -> dict:

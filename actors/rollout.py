@@ -13,6 +13,7 @@ import pyarrow as pa
 import ray
 
 from core.engine import VLLMEngine
+from core.ray_metrics import PartMetrics
 from core.records import ROLLOUT_SCHEMA, to_table
 from core.weights import Packed, nbytes
 
@@ -20,7 +21,7 @@ PROMPT_FIELDS = ("prompt_id", "problem", "prompt_text", "gold_answer")
 
 
 class RolloutWorker:
-    def __init__(self, model_path: str, **engine_kwargs: Any):
+    def __init__(self, model_path: str, run_name: str = "", **engine_kwargs: Any):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -31,6 +32,7 @@ class RolloutWorker:
         self._last_sync_seconds = 0.0
         self._last_sync_bytes = 0
         self._busy_until = time.monotonic()
+        self.metrics = PartMetrics(run_name, "rollout")  # Ray's metrics export, tagged with this actor
 
     def ready(self) -> bool:
         return True
@@ -81,8 +83,11 @@ class RolloutWorker:
                     "gold_answer": prompt["gold_answer"],
                 })
         end = time.monotonic()
+        tokens = sum(len(r["response_token_ids"]) for r in rows)
         self._generate_seconds += end - start
-        self._tokens_generated += sum(len(r["response_token_ids"]) for r in rows)
+        self._tokens_generated += tokens
+        self.metrics.record("rollout_tokens", tokens)
+        self.metrics.record("rollout_generate_seconds", end - start)
         self._samples_generated += len(rows)
         self._busy_until = end
         return to_table(rows, ROLLOUT_SCHEMA)

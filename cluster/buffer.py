@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import ray
 
 from cluster.experience import make_experience
+from core.ray_metrics import PartMetrics
 
 
 @dataclass
@@ -36,16 +37,18 @@ class ReadyGroup:
 
 class ExperienceBuffer:
     def __init__(self, group_size: int, max_staleness: int, capacity_groups: int,
-                 algorithm: str, alpha: float):
+                 algorithm: str, alpha: float, beta: float = 0.75, run_name: str = ""):
         self.group_size = group_size
         self.max_staleness = max_staleness
         self.capacity = capacity_groups
-        self.algorithm, self.alpha = algorithm, alpha
+        self.algorithm, self.alpha, self.beta = algorithm, alpha, beta
         self._pending: dict[str, _Group] = {}
         self._ready: list[ReadyGroup] = []
         self._changed = asyncio.Condition()
         self.stats = {"groups_added": 0, "groups_taken": 0, "groups_stale_dropped": 0,
                       "samples_stale_dropped": 0, "judge_errors": 0, "add_wait_s": 0.0}
+        self.metrics = PartMetrics(run_name, "buffer", actor="buffer")  # Ray's metrics export
+        self._publish_depth()
 
     async def add(self, summary: dict, refs: list) -> int:
         """Register one scored table (`refs` = [ObjectRef]); returns the number of groups completed."""
@@ -67,6 +70,7 @@ class ExperienceBuffer:
             if completed:
                 self._complete(completed)
                 self._changed.notify_all()
+            self._publish_depth()
         return len(completed)
 
     def _complete(self, group_ids: list[str]) -> None:
@@ -74,7 +78,7 @@ class ExperienceBuffer:
         refs = list({r.hex(): r for g in groups.values() for r in g.refs}.values())
         # One returned object per group, so a take never drags other groups along.
         exps = make_experience.options(num_returns=len(group_ids)).remote(
-            group_ids, self.algorithm, self.alpha, *refs)
+            group_ids, self.algorithm, self.alpha, *refs, beta=self.beta)
         exps = exps if isinstance(exps, list) else [exps]
         now = time.monotonic()
         for (gid, g), exp in zip(groups.items(), exps):
@@ -96,6 +100,8 @@ class ExperienceBuffer:
             taken, self._ready = self._ready[:num_groups], self._ready[num_groups:]
             self._changed.notify_all()
         self.stats["groups_taken"] += len(taken)
+        self._publish_depth()
+        self.metrics.record("sample_staleness_max", max((learner_step - g.version for g in taken), default=0))
         return {"group_ids": [g.group_id for g in taken], "versions": [g.version for g in taken],
                 "num_samples": sum(g.num_samples for g in taken),
                 "experience": [g.experience for g in taken]}
@@ -116,12 +122,17 @@ class ExperienceBuffer:
                 self.stats["samples_stale_dropped"] += g.num_samples
         self._ready = keep
 
+    def _publish_depth(self) -> None:
+        self.metrics.record("buffer_ready_groups", len(self._ready))
+        self.metrics.record("buffer_pending_groups", len(self._pending))
+        self.metrics.record("samples_stale_dropped", self.stats["samples_stale_dropped"])
+
     def depth(self) -> dict:
         return {"ready_groups": len(self._ready), "pending_groups": len(self._pending),
                 "ready_samples": sum(g.num_samples for g in self._ready), **self.stats}
 
 
 def create_buffer(group_size: int, max_staleness: int, capacity_groups: int,
-                  algorithm: str, alpha: float):
+                  algorithm: str, alpha: float, beta: float = 0.75, run_name: str = ""):
     actor = ray.remote(num_cpus=0)(ExperienceBuffer)
-    return actor.remote(group_size, max_staleness, capacity_groups, algorithm, alpha)
+    return actor.remote(group_size, max_staleness, capacity_groups, algorithm, alpha, beta, run_name)

@@ -10,10 +10,11 @@ import pyarrow.compute as pc
 import ray
 
 from core.records import EXPERIENCE_SCHEMA, to_table
-from reward_service.advantages import GroupSample, group_advantages, outcome_reward
+from reward_service.advantages import GroupSample, group_advantages, outcome_reward, reasonflux_rewards
 
 
-def group_experience(rows: list[dict], algorithm: str, alpha: float) -> list[dict]:
+def group_experience(rows: list[dict], algorithm: str, alpha: float, beta: float = 0.75
+                     ) -> list[dict]:
     """Experience rows for one group (all G samples of one prompt)."""
     samples = [GroupSample(
         outcome_correct=bool(r["outcome_correct"]),
@@ -23,9 +24,13 @@ def group_experience(rows: list[dict], algorithm: str, alpha: float) -> list[dic
         thought_labels=r["thought_labels"] or [],
         step_spans=r["step_spans"] or [],
         step_scores=r["step_scores"] or [],
+        trajectory_score=r.get("trajectory_score"),
     ) for r in rows]
-    advantages = group_advantages(algorithm, samples, alpha=alpha)
-    rewards = outcome_reward(samples)
+    advantages = group_advantages(algorithm, samples, alpha=alpha, beta=beta)
+    # The scalar reward each sample is credited with (reported as reward_mean): the blend for
+    # reasonflux, the outcome otherwise; the advantages carry the per-token signal.
+    rewards = (reasonflux_rewards(samples, alpha, beta) if algorithm == "reasonflux"
+               else outcome_reward(samples))
     return [{
         "prompt_id": r["prompt_id"],
         "group_id": r["group_id"],
@@ -42,11 +47,12 @@ def group_experience(rows: list[dict], algorithm: str, alpha: float) -> list[dic
 
 
 @ray.remote(num_cpus=0)
-def make_experience(group_ids: list[str], algorithm: str, alpha: float, *scored: pa.Table):
+def make_experience(group_ids: list[str], algorithm: str, alpha: float, *scored: pa.Table,
+                    beta: float = 0.75):
     table = pa.concat_tables(scored) if len(scored) > 1 else scored[0]
     out = []
     for gid in group_ids:
         rows = table.filter(pc.equal(table["group_id"], gid)).to_pylist()
         rows.sort(key=lambda r: r["sample_index"])
-        out.append(to_table(group_experience(rows, algorithm, alpha), EXPERIENCE_SCHEMA))
+        out.append(to_table(group_experience(rows, algorithm, alpha, beta), EXPERIENCE_SCHEMA))
     return out[0] if len(out) == 1 else tuple(out)

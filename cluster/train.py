@@ -48,22 +48,25 @@ def load_data(cfg: Config, log: RunLog):
 def start_actors(cfg: Config, model_dir: str):
     r, j, l = cfg.rollout, cfg.judge, cfg.learner
     placed = reserve(cfg)  # fails fast when the cluster is too small; one placement group per role
+    run = cfg.name  # tags what each part records into Ray's metrics export
     rollout = ActorGroup("rollout", RolloutWorker, r.num_actors, placed["rollout"].options,
                          model_dir, dtype=cfg.model.dtype, seed=cfg.seed, max_model_len=cfg.model.max_model_len,
                          tensor_parallel_size=r.tensor_parallel_size, kv_cache_gb=r.kv_cache_gb,
-                         gpu_memory_utilization=r.gpu_memory_utilization, **rollout_engine_kwargs(cfg))
+                         gpu_memory_utilization=r.gpu_memory_utilization, run_name=run, **rollout_engine_kwargs(cfg))
     judges = ActorGroup("judge", JudgeWorker, j.num_actors, placed["judge"].options,
                         backend=j.backend, splitter=j.splitter, grader_workers=j.grader_workers,
-                        grader_timeout_s=j.grader_timeout_s, require_answer=j.require_answer, **j.options)
+                        grader_timeout_s=j.grader_timeout_s, require_answer=j.require_answer, run_name=run,
+                        **j.options)
     learner = LearnerGroup(l.num_ranks, model_dir, num_cpus_per_rank=l.num_cpus_per_rank,
                            num_gpus_per_rank=l.num_gpus_per_rank, zero_stage=l.zero_stage, lr=l.lr,
                            weight_decay=l.weight_decay, micro_batch_size=l.micro_batch_size,
                            grad_clip=l.grad_clip, clip_eps=cfg.algorithm.clip_eps,
                            kl_coef=cfg.algorithm.kl_coef, dtype=cfg.model.dtype, backend=l.backend,
-                           seed=cfg.seed, actor_options=placed["learner"].scheduling)
+                           seed=cfg.seed, run_name=run, actor_options=placed["learner"].scheduling)
     buffer = create_buffer(r.samples_per_prompt, cfg.trainer.max_staleness,
                            capacity_groups=cfg.trainer.prompts_per_step * (cfg.trainer.max_staleness + 2),
-                           algorithm=cfg.algorithm.name, alpha=cfg.algorithm.alpha)
+                           algorithm=cfg.algorithm.name, alpha=cfg.algorithm.alpha,
+                           beta=cfg.algorithm.beta, run_name=run)
     timeout = cfg.trainer.call_timeout_s
     rollout.get_all("ready", timeout_s=timeout)
     judges.get_all("ready", timeout_s=timeout)
@@ -178,7 +181,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
         idle = idle_ratios(rollout_before, rollout_after, stats.get("step_seconds", 0.0), step_s)
         rec = {
             "step": step + 1, "policy_version": version, "samples_trained": samples_trained,
-            "reward_mean": sum(s["correct"] for s in summaries) / max(n, 1),
+            "reward_mean": sum(stats["rewards"]) / max(len(stats["rewards"]), 1),
             "train_accuracy": sum(s["correct"] for s in summaries) / max(n, 1),
             "thoughts_per_sample": sum(s["thoughts"] for s in summaries) / max(n, 1),
             "judge_errors": sum(s["judge_errors"] for s in summaries),

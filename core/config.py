@@ -71,8 +71,9 @@ class JudgeConfig(Section):
 
 
 class AlgorithmConfig(Section):
-    name: Literal["tpgrpo", "tpgrpo_static", "grpo", "step_grpo"] = "tpgrpo"
+    name: Literal["tpgrpo", "tpgrpo_static", "grpo", "step_grpo", "reasonflux"] = "tpgrpo"
     alpha: float = Field(1.0, ge=0)
+    beta: float = Field(0.75, ge=0, le=1)  # reasonflux: weight of the process reward r̂
     clip_eps: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
 

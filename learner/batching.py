@@ -16,7 +16,6 @@ from core.records import EXPERIENCE_SCHEMA, sample_key
 
 _REQUIRED = ("group_id", "sample_index", "policy_version", "input_ids", "prompt_len",
              "advantages", "rollout_logprobs")
-_SUBSET_SCHEMA = pa.schema([EXPERIENCE_SCHEMA.field(name) for name in _REQUIRED])
 
 
 @dataclass
@@ -27,6 +26,7 @@ class Row:
     rollout_logprobs: list[float]
     key: str | None  # None for a padding row
     policy_version: int
+    reward: float = 0.0  # reported, not trained on: the advantages carry the signal
 
 
 @dataclass
@@ -45,7 +45,10 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
         missing = [name for name in _REQUIRED if name not in t.column_names]
         if missing:
             raise ValueError(f"experience table {i} lacks columns {missing} (see EXPERIENCE_SCHEMA)")
-    table = pa.concat_tables([t.select(list(_REQUIRED)).cast(_SUBSET_SCHEMA) for t in tables])
+    # `reward` is carried along for reporting where every table has it.
+    names = list(_REQUIRED) + (["reward"] if all("reward" in t.column_names for t in tables) else [])
+    schema = pa.schema([EXPERIENCE_SCHEMA.field(name) for name in names])
+    table = pa.concat_tables([t.select(names).cast(schema) for t in tables])
     if table.num_rows == 0:
         raise ValueError("train_step got experience tables with no rows")
     return table
@@ -64,7 +67,7 @@ def rows_of(table: pa.Table) -> list[Row]:
             raise ValueError(f"experience row {i} ({key}): {n_resp} response tokens but "
                              f"{len(r['advantages'])} advantages, {len(r['rollout_logprobs'])} rollout_logprobs")
         rows.append(Row(r["input_ids"], r["prompt_len"], r["advantages"], r["rollout_logprobs"],
-                        key, r["policy_version"]))
+                        key, r["policy_version"], float(r.get("reward") or 0.0)))
     return rows
 
 

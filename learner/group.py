@@ -16,7 +16,7 @@ from core.weights import nbytes
 
 # How the per-rank stats of one train_step merge into one dict; unlisted keys come from rank 0
 # (the rank stats are already all-reduced to global values).
-_CONCATENATED = ("sample_keys", "policy_versions")
+_CONCATENATED = ("sample_keys", "policy_versions", "rewards")
 _AVERAGED = ("loss", "clip_frac", "ratio", "kl", "kl_ref", "grad_norm", "tokens_per_s")
 _MAXED = ("step_seconds",)
 

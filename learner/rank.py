@@ -17,6 +17,7 @@ import pyarrow as pa
 import torch
 from transformers import AutoModelForCausalLM
 
+from core.ray_metrics import PartMetrics
 from core.weights import Packed, pack, state_hash
 from learner.batching import MicroBatch, concat_tables, micro_batches, rows_of, shard_rows
 from learner.loss import policy_loss, token_logprobs
@@ -68,6 +69,7 @@ class LearnerRank:
         seed: int = 0,
         gradient_checkpointing: bool = False,
         collective_timeout_s: float = 600.0,
+        run_name: str = "",
     ):
         if zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage}")
@@ -77,6 +79,7 @@ class LearnerRank:
         self.zero_stage, self.micro_batch_size = zero_stage, micro_batch_size
         self.clip_eps, self.kl_coef = clip_eps, kl_coef
         self.step = 0
+        self.metrics = PartMetrics(run_name, "learner", actor=f"learner-{rank}")  # Ray's metrics export
         self._join_process_group(master_addr, master_port, resolve_backend(backend), collective_timeout_s)
         torch.manual_seed(seed)
 
@@ -146,6 +149,8 @@ class LearnerRank:
 
         totals = self._all_reduce_sum(totals)
         seconds = time.perf_counter() - start
+        self.metrics.record("learner_step_seconds", seconds)
+        self.metrics.record("learner_tokens_per_second", float(global_tokens) / seconds)
         trained = [r for r in shard if r.key is not None]
         return {
             **{name: float(v) for name, v in zip(_STAT_NAMES, totals)},
@@ -156,6 +161,7 @@ class LearnerRank:
             "tokens_per_s": float(global_tokens) / seconds,
             "sample_keys": [r.key for r in trained],
             "policy_versions": [r.policy_version for r in trained],
+            "rewards": [r.reward for r in trained],
             "step": self.step,
             "lr": float(self.engine.get_lr()[0]),
         }

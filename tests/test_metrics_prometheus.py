@@ -3,7 +3,9 @@
 The run is the launcher in a subprocess (Ray, vLLM engines, judge actors, DeepSpeed ranks)
 serving `metrics.port` on loopback; Debian's `prometheus` binary scrapes it every second with
 a config and storage of its own in a temp dir. After the run, each target expression of
-`cluster/grafana_dashboard.json` is evaluated over the run with `/api/v1/query_range`.
+`cluster/grafana_dashboard.json` is evaluated over the run with `/api/v1/query_range`, with the
+dashboard's `prefix` variable resolved from Prometheus the way Grafana resolves it. The same
+checks run against Ray's metrics export in tests/test_metrics_ray.py.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.metrics import RunMetrics
+from core.ray_metrics import METRICS, PREFIX
 from tests.conftest import ROOT
 
 DASHBOARD = ROOT / "cluster" / "grafana_dashboard.json"
@@ -74,11 +77,41 @@ def panel_targets(panels: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
-def substitute(expr: str) -> str:
-    """What Grafana sends for this dashboard with the run selected."""
-    expr = expr.replace("$__rate_interval", RATE_WINDOW).replace("${run}", "$run").replace("$run", re.escape(RUN))
+def substitute(expr: str, prefix: str = PREFIX, run: str = RUN) -> str:
+    """What Grafana sends for this dashboard with the metrics source (`prefix`) and run selected."""
+    expr = expr.replace("${prefix}", prefix).replace("$__rate_interval", RATE_WINDOW)
+    expr = expr.replace("${run}", "$run").replace("$run", re.escape(run))
     assert "$" not in expr, f"unsubstituted template variable in {expr!r}"
     return expr
+
+
+def template_variable(name: str) -> dict:
+    return next(v for v in json.loads(DASHBOARD.read_text())["templating"]["list"] if v["name"] == name)
+
+
+def resolve_prefix(base: str) -> list[str]:
+    """The options of the dashboard's `prefix` variable, computed as Grafana does: its
+    `metrics(REGEX)` query lists the metric names matching REGEX (/api/v1/label/__name__/values),
+    then the variable's regex keeps its capture group of each."""
+    var = template_variable("prefix")
+    query = re.fullmatch(r"metrics\((.*)\)", var["query"]["query"]).group(1)
+    capture = re.compile(var["regex"].strip("/"))
+    names = [n for n in prom_api(base, "/api/v1/label/__name__/values") if re.search(query, n)]
+    return sorted({capture.search(n).group(1) for n in names})
+
+
+def panels_without_data(base: str, prefix: str, run: str, start: float) -> list[str]:
+    """Each target of the dashboard evaluated over [start, now]; the ones with no finite value."""
+    targets = panel_targets(json.loads(DASHBOARD.read_text())["panels"])
+    assert len(targets) >= 20
+    empty = []
+    for title, expr in targets:
+        data = prom_api(base, "/api/v1/query_range", query=substitute(expr, prefix, run),
+                        start=f"{start:.3f}", end=f"{time.time():.3f}", step="2s")
+        values = [float(v) for series in data["result"] for _, v in series["values"]]
+        if not any(math.isfinite(v) for v in values):
+            empty.append(f"{title}: {expr} → {len(data['result'])} series, no finite value")
+    return empty
 
 
 def stop(proc: subprocess.Popen | None, grace_s: float = 30.0) -> None:
@@ -102,13 +135,14 @@ def stop(proc: subprocess.Popen | None, grace_s: float = 30.0) -> None:
         return
 
 
-def start_prometheus(tmp: Path, target_port: int) -> tuple[subprocess.Popen, str]:
+def start_prometheus(tmp: Path, scrape_configs: str, interval: str = "1s") -> tuple[subprocess.Popen, str]:
+    """Prometheus with its own config and storage under `tmp`, on a free loopback port;
+    `scrape_configs` is the YAML list that goes under `scrape_configs:`."""
     port = free_port()
     config = tmp / "prometheus.yml"
     config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: thoughtrl\n    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n")
+        f"global: {{scrape_interval: {interval}, evaluation_interval: {interval}, scrape_timeout: {interval}}}\n"
+        f"scrape_configs:\n{scrape_configs}")
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
@@ -154,7 +188,8 @@ def scraped_run(tmp_path_factory):
     metrics_port = free_port()
     prom = run = None
     try:
-        prom, base = start_prometheus(tmp, metrics_port)
+        prom, base = start_prometheus(
+            tmp, f"  - job_name: thoughtrl\n    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n")
         started = time.time()
         run, log = start_run(tmp, metrics_port)
         last_scrape = ""
@@ -180,16 +215,31 @@ def test_dashboard_covers_every_metric_and_uses_the_templates():
     dash = json.loads(DASHBOARD.read_text())
     names = {v["name"]: v for v in dash["templating"]["list"]}
     assert names["DS_PROMETHEUS"]["type"] == "datasource" and names["DS_PROMETHEUS"]["query"] == "prometheus"
-    assert "label_values(" in names["run"]["query"]["query"]
+    # The run list follows the chosen source: driver endpoint or Ray's export.
+    assert names["run"]["query"]["query"] == "label_values(${prefix}policy_version, run)"
     targets = panel_targets(dash["panels"])
     exprs = " ".join(e for _, e in targets)
     for panel in (p for p in dash["panels"] if p.get("targets")):
         assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
     for _, expr in targets:
         assert 'run=~"$run"' in expr, expr
+        # Every metric through the variable, so the same panel reads either source.
+        assert "thoughtrl_" not in expr, expr
     metrics = RunMetrics("unused")
-    for family in metrics.registry.collect():
-        assert family.name in exprs, f"no panel shows {family.name}"
+    families = {family.name for family in metrics.registry.collect()}
+    assert families == {PREFIX + name for name in METRICS}
+    for name in METRICS:
+        assert f"${{prefix}}{name}" in exprs, f"no panel shows {PREFIX}{name}"
+
+
+def test_prefix_variable_matches_both_sources():
+    var = template_variable("prefix")
+    query = re.fullmatch(r"metrics\((.*)\)", var["query"]["query"]).group(1)
+    capture = re.compile(var["regex"].strip("/"))
+    found = {capture.search(n).group(1) for n in ("thoughtrl_policy_version", "ray_thoughtrl_policy_version")
+             if re.search(query, n)}
+    assert found == {"thoughtrl_", "ray_thoughtrl_"}
+    assert not re.search(query, "ray_thoughtrl_policy_version_total")
 
 
 @needs_prometheus
@@ -205,6 +255,7 @@ def test_prometheus_scraped_the_run_several_times(scraped_run):
     base, started, _ = scraped_run
     data = prom_api(base, "/api/v1/query", query='sum_over_time(up{job="thoughtrl"}[15m])')
     assert data["result"] and float(data["result"][0]["value"][1]) >= 10, data
+    assert resolve_prefix(base) == ["thoughtrl_"]  # what the dashboard's `prefix` variable offers
     runs = prom_api(base, "/api/v1/label/run/values", **{"match[]": "thoughtrl_policy_version"})
     assert RUN in runs  # what the dashboard's `run` variable lists
 
@@ -212,15 +263,7 @@ def test_prometheus_scraped_the_run_several_times(scraped_run):
 @needs_prometheus
 def test_every_panel_query_returns_data(scraped_run):
     base, started, _ = scraped_run
-    targets = panel_targets(json.loads(DASHBOARD.read_text())["panels"])
-    assert len(targets) >= 20
-    empty = []
-    for title, expr in targets:
-        data = prom_api(base, "/api/v1/query_range", query=substitute(expr),
-                        start=f"{started:.3f}", end=f"{time.time():.3f}", step="2s")
-        values = [float(v) for series in data["result"] for _, v in series["values"]]
-        if not any(math.isfinite(v) for v in values):
-            empty.append(f"{title}: {expr} → {len(data['result'])} series, no finite value")
+    empty = panels_without_data(base, "thoughtrl_", RUN, started)
     assert not empty, "panels without data:\n" + "\n".join(empty)
 
 
