@@ -16,7 +16,7 @@ else
 TORCH_SRC := --extra-index-url https://download.pytorch.org/whl/cpu
 endif
 
-.PHONY: install run test test-all bench clean prometheus
+.PHONY: install run test test-all bench bench-trl trl-env clean prometheus
 
 install: $(STAMP)
 
@@ -45,6 +45,30 @@ prometheus:
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all --quick
+
+# TRL is for the comparison benchmark only, not a dependency of the project: it lives in its own
+# venv that sees .venv's packages through a .pth file, with torch and transformers pinned to
+# .venv's versions so nothing there is replaced or shadowed. Rebuilt only when .venv changes.
+TRL_VENV  ?= .venv-trl
+TRL_STAMP := $(TRL_VENV)/.installed
+TRL_SPEC  ?= trl==1.16.0
+
+trl-env: $(TRL_STAMP)
+
+$(TRL_STAMP): $(STAMP)
+	@test -x $(TRL_VENV)/bin/python || $(PY) -m venv $(TRL_VENV)
+	@base=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  own=$$($(TRL_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  echo "import site; site.addsitedir('$$(cd $$base && pwd)')" > $$own/_thoughtrl_base.pth
+	$(PY) -c 'import torch, transformers; print(f"torch=={torch.__version__}\ntransformers=={transformers.__version__}")' \
+	  > $(TRL_VENV)/pins.txt
+	$(TRL_VENV)/bin/python -m pip install -q -c $(TRL_VENV)/pins.txt "$(TRL_SPEC)"
+	$(TRL_VENV)/bin/python -c 'import torch, trl; assert torch.__file__.startswith("$(abspath $(VENV))/"), torch.__file__'
+	@touch $@
+
+# Quick: a few steps per side; FULL=1: the default job's step count.
+bench-trl: $(TRL_STAMP)
+	PYTHONPATH=. OMP_NUM_THREADS=1 $(PY) -m benchmarks.trl_compare $(if $(FULL),--full,--quick) --json runs/bench/trl_compare.json
 
 test-all: $(STAMP) prometheus
 	$(PY) -m pytest -q --timeout=1800 tests
