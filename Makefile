@@ -16,7 +16,7 @@ else
 TORCH_SRC := --extra-index-url https://download.pytorch.org/whl/cpu
 endif
 
-.PHONY: install run test test-all bench bench-trl trl-env clean prometheus
+.PHONY: install run test test-all bench bench-trl bench-sample-efficiency trl-env clean prometheus
 
 install: $(STAMP)
 
@@ -69,6 +69,10 @@ $(TRL_STAMP): $(STAMP)
 # Quick: a few steps per side; FULL=1: the default job's step count.
 bench-trl: $(TRL_STAMP)
 	PYTHONPATH=. OMP_NUM_THREADS=1 $(PY) -m benchmarks.trl_compare $(if $(FULL),--full,--quick) --json runs/bench/trl_compare.json
+
+# Held-out accuracy against samples for grpo / step_grpo / tpgrpo_static / tpgrpo; FULL=1: 3 seeds each.
+bench-sample-efficiency: $(STAMP)
+	PYTHONPATH=. $(PY) -m benchmarks.sample_efficiency $(if $(FULL),--full,--quick) --json runs/bench/sample_efficiency.json
 
 test-all: $(STAMP) prometheus
 	$(PY) -m pytest -q --timeout=1800 tests
