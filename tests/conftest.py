@@ -19,6 +19,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.fixture(scope="module")
+def grader():
+    """One grading worker process per test module (each start imports sympy and math-verify)."""
+    from reward_service.grading import GradingPool
+    with GradingPool(num_workers=1, timeout_s=5.0) as pool:
+        yield pool
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -10,7 +10,6 @@ import pytest
 
 from actors.judge import JudgeWorker
 from core.records import ROLLOUT_SCHEMA, to_table
-from reward_service.grading import GradingPool
 from reward_service.judges import get_judge
 from reward_service.llm import HttpLLM, LLMError, choice_probs, make_llm
 from reward_service.scorer import Scorer
@@ -45,11 +44,6 @@ def stub():
     with OpenAIStub(reply=_judge_reply, char_logprob=_char_logprob) as server:
         yield server
 
-
-@pytest.fixture(scope="module")
-def grader():
-    with GradingPool(num_workers=1, timeout_s=5.0) as pool:
-        yield pool
 
 
 def _closed_port_url() -> str:

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from reward_service.__main__ import main as cli
-from reward_service.grading import GradingPool
 from reward_service.llm import LocalLLM, PromptTooLong
 from reward_service.scorer import Scorer
 from reward_service.steps import split_auto
@@ -28,11 +27,6 @@ def llm(tiny_model_dir):
     yield local
     local.shutdown()
 
-
-@pytest.fixture(scope="module")
-def grader():
-    with GradingPool(num_workers=1, timeout_s=5.0) as pool:
-        yield pool
 
 
 def _check(v, text):

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from reward_service.grading import GradingPool
 from reward_service.judges.montecarlo import MonteCarloJudge
 from reward_service.llm import LocalLLM
 from reward_service.scorer import Scorer
@@ -27,11 +26,6 @@ def llm(tiny_model_dir):
     yield llm
     llm.shutdown()
 
-
-@pytest.fixture(scope="module")
-def grader():
-    with GradingPool(num_workers=1, timeout_s=5.0) as pool:
-        yield pool
 
 
 def test_prefixes_are_the_rollout_prompt_plus_the_steps_so_far(llm, grader):

@@ -1,8 +1,6 @@
 import pyarrow as pa
-import pytest
 
 from core.records import VERDICT_FIELDS
-from reward_service.grading import GradingPool
 from reward_service.judges import StepJudgment, register
 from reward_service.scorer import Scorer
 from reward_service.verdict import failed
@@ -15,11 +13,6 @@ class ExplodingJudge:
             raise RuntimeError("judge exploded")
         return StepJudgment(scores=[1.0] * len(spans))
 
-
-@pytest.fixture(scope="module")
-def grader():
-    with GradingPool(num_workers=1, timeout_s=3.0) as pool:
-        yield pool
 
 
 def test_score_correct_solution_with_a_detour(grader):
