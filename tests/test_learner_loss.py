@@ -103,7 +103,7 @@ def _table(n: int, bad_row: int | None = None):
             adv = adv + [0.0]
         rows.append(dict(prompt_id=f"p{i // 2}", group_id=f"g{i // 2}", sample_index=i % 2, policy_version=i,
                          input_ids=prompt + response, prompt_len=len(prompt), advantages=adv,
-                         rollout_logprobs=[-1.0] * len(response), reward=0.0, outcome_correct=False,
+                         rollout_logprobs=[-1.0] * len(response), reward=i / 10, outcome_correct=False,
                          num_thoughts=1))
     return to_table(rows, EXPERIENCE_SCHEMA)
 
@@ -118,6 +118,14 @@ def test_shards_cover_every_row_once_with_equal_micro_batch_counts():
     assert counts == {2}
     padding = [r for s in shards for r in s if r.key is None]
     assert padding and all(collate([r], 0).response_mask.sum() == 0 for r in padding)
+
+
+def test_rewards_travel_with_their_rows_and_padding_carries_none():
+    rows = rows_of(concat_tables([_table(5)]))
+    assert [r.reward for r in rows] == pytest.approx([i / 10 for i in range(5)])
+    shards = [shard_rows(rows, r, 2) for r in range(2)]
+    trained = sorted(r.reward for s in shards for r in s if r.key is not None)
+    assert trained == pytest.approx([i / 10 for i in range(5)])  # the padding row is not reported
 
 
 def test_collate_aligns_advantages_with_response_tokens():
