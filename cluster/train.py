@@ -226,5 +226,8 @@ def train(cfg: Config, resume: bool = False) -> dict:
              f"{samples_trained} samples in {summary['wall_seconds']}s; summary in {run_dir / 'summary.json'}")
     learner.shutdown()
     release(placed)
+    if metrics.port is not None and cfg.metrics.linger_s:
+        log.info(f"metrics: serving the final values for {cfg.metrics.linger_s:.0f}s more")
+        time.sleep(cfg.metrics.linger_s)
     metrics.close()
     return summary

@@ -105,6 +105,9 @@ class TrainerConfig(Section):
 class MetricsConfig(Section):
     port: int | None = Field(None, ge=0, le=65535)  # serve Prometheus metrics here (0: any free port)
     host: str = "127.0.0.1"  # 0.0.0.0 on a cluster, so Prometheus can reach the driver
+    # After the run the endpoint stays up this long, so a scraper sees the final values
+    # (at least one scrape interval; a short run otherwise ends between two scrapes).
+    linger_s: float = Field(0.0, ge=0.0)
 
 
 class Config(Section):

@@ -41,6 +41,7 @@ RUN_ARGS = [
     f"name={RUN}", "warm_start.enabled=false", "trainer.max_steps=20", "trainer.eval_every=5",
     "trainer.prompts_per_step=4", "rollout.samples_per_prompt=4", "rollout.max_new_tokens=48",
     "data.eval_size=8", "data.synthetic.num_train=200", "data.synthetic.num_eval=8", "metrics.host=127.0.0.1",
+    "metrics.linger_s=5",  # several 1s scrapes of the final values, even when one times out
 ]
 pytestmark = pytest.mark.timeout(RUN_DEADLINE_S + 150)
 needs_prometheus = pytest.mark.skipif(
