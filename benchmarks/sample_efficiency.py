@@ -22,8 +22,8 @@ from benchmarks.common import Result, finish, parse_mode
 
 METHODS = ["grpo", "step_grpo", "tpgrpo_static", "tpgrpo"]
 SETTINGS = {
-    "quick": {"methods": ["grpo", "tpgrpo"], "seeds": [1], "steps": 10, "eval_every": 5, "eval_size": 100},
-    "full": {"methods": METHODS, "seeds": [1, 2, 3], "steps": 40, "eval_every": 5, "eval_size": 200},
+    "quick": {"methods": ["grpo", "tpgrpo"], "seeds": [1], "steps": 12, "eval_every": 2, "eval_size": 100},
+    "full": {"methods": METHODS, "seeds": [1, 2, 3], "steps": 30, "eval_every": 2, "eval_size": 200},
 }
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "runs" / "bench_sample_efficiency"

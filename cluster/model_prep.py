@@ -66,14 +66,27 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
     if not rows:
         log("warm start skipped: the training data has no solutions")
         return base
-    from learner.sft import warm_start
+    from learner.sft import answer_only, warm_start
 
-    spec = {"base": str(base.resolve()), "ws": ws.model_dump(), "data": cfg.data.train,
+    spec = {"base": str(base.resolve()), "ws": ws.model_dump(exclude={"answer_only"}), "data": cfg.data.train,
             "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed, "rows": len(rows)}
-    out = cache / f"warm-{_key(spec)}"
+    worked = _stage(cache / f"warm-{_key(spec)}", spec, log, f"{ws.steps} supervised steps on {len(rows)} solutions",
+                    lambda d: warm_start(str(base), str(d), rows, steps=ws.steps, lr=ws.lr,
+                                         batch_size=ws.batch_size, seed=cfg.seed, log=log))
+    stage = ws.answer_only
+    if stage.steps == 0:
+        return worked
+    spec = {"from": str(worked.resolve()), "stage": stage.model_dump(), "batch_size": ws.batch_size, "seed": cfg.seed}
+    mixed = answer_only(rows, stage.rate, cfg.seed)
+    return _stage(cache / f"warm-answer-only-{_key(spec)}", spec, log,
+                  f"{stage.steps} more steps with {stage.rate:.0%} of solutions cut to the answer",
+                  lambda d: warm_start(str(worked), str(d), mixed, steps=stage.steps, lr=stage.lr,
+                                       batch_size=ws.batch_size, seed=cfg.seed, log=log))
+
+
+def _stage(out: Path, spec: dict, log: Callable[[str], None], what: str, build: Callable[[Path], dict]) -> Path:
     if (out / _DONE).exists():
         log(f"warm start: reusing {out}")
         return out
-    log(f"warm start: {ws.steps} supervised steps on {len(rows)} solutions")
-    return _cached(out, lambda d: warm_start(str(base), str(d), rows, steps=ws.steps, lr=ws.lr,
-                                             batch_size=ws.batch_size, seed=cfg.seed, log=log), spec)
+    log(f"warm start: {what}")
+    return _cached(out, build, spec)

@@ -30,11 +30,23 @@ class ModelConfig(Section):
     cache_dir: str | None = None  # built/warm-started models; None: <trainer.output_dir>/_models
 
 
+class AnswerOnlyStageConfig(Section):
+    """A second, short supervised stage in which `rate` of the solutions state only the answer.
+
+    The policy then often answers at once, which is rarely right on a chain of operations,
+    while it can still work a problem out when it samples the steps: RL has to find out that
+    working pays. 0 steps: no such stage."""
+    steps: int = Field(0, ge=0)
+    rate: float = Field(0.6, ge=0.0, le=1.0)
+    lr: float = Field(1e-3, gt=0)
+
+
 class WarmStartConfig(Section):
     enabled: bool = True
     steps: int = Field(300, ge=0)
     lr: float = Field(3e-3, gt=0)
     batch_size: int = Field(32, gt=0)
+    answer_only: AnswerOnlyStageConfig = AnswerOnlyStageConfig()
 
 
 class DataConfig(Section):

@@ -32,6 +32,13 @@ def _load(model_dir: str):
     return model, tokenizer
 
 
+def answer_only(rows: list[dict], rate: float, seed: int) -> list[dict]:
+    """`rows` with the solution of about `rate` of them cut to its final statement of the answer."""
+    rng = random.Random(f"answer-only-{seed}")
+    return [dict(row, solution=f"The answer is \\boxed{{{row['answer']}}}") if rng.random() < rate else row
+            for row in rows]
+
+
 def _encode(tokenizer, rows: list[dict]) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per row: prompt + solution + eos, prompt positions masked out."""
     out = []

@@ -22,7 +22,7 @@ MODEL_CACHE = Path(tempfile.gettempdir()) / f"thoughtrl-test-models-{os.getuid()
 SMALL = [f"model.cache_dir={MODEL_CACHE}",
     "rollout.num_actors=2", "judge.num_actors=2", "learner.num_ranks=2", "learner.zero_stage=2",
     "rollout.samples_per_prompt=4", "rollout.max_new_tokens=64", "trainer.prompts_per_step=4",
-    "warm_start.steps=20", "data.eval_size=16", "data.synthetic.num_train=200",
+    "warm_start.steps=20", "warm_start.answer_only.steps=5", "data.eval_size=16", "data.synthetic.num_train=200",
     "data.synthetic.num_eval=16", "trainer.eval_every=0", "trainer.check_weights_every=1",
 ]
 

@@ -32,7 +32,7 @@ PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port", "node-manager-
               "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
               "metrics-export-port")
 JOB_SETTINGS = [
-    "name=job", "trainer.max_steps=2", "warm_start.steps=20", f"model.cache_dir={MODEL_CACHE}", "data.eval_size=8", "trainer.prompts_per_step=4",
+    "name=job", "trainer.max_steps=2", "warm_start.steps=20", "warm_start.answer_only.steps=5", f"model.cache_dir={MODEL_CACHE}", "data.eval_size=8", "trainer.prompts_per_step=4",
     "rollout.samples_per_prompt=4", "rollout.max_new_tokens=48", "rollout.num_actors=1", "judge.num_actors=1",
     "learner.num_ranks=1",
     # Non-zero reservations, so the job also runs its rollout engine and learner rank inside

@@ -2,10 +2,10 @@
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.arith_task import ArithTaskConfig, make_split
+from core.arith_task import ArithTaskConfig, is_correct, make_split
 from core.prompts import format_prompt
 from core.tiny_model import build_tiny_model
-from learner.sft import IGNORE, _encode, cosine_lr, evaluate_greedy, length_grouped_batches, warm_start
+from learner.sft import IGNORE, _encode, answer_only, cosine_lr, evaluate_greedy, length_grouped_batches, warm_start
 
 
 def test_solution_tokens_only_are_trained(tmp_path):
@@ -59,3 +59,15 @@ def test_short_warm_start_lowers_loss_and_saves_a_loadable_model(tmp_path):
 
     accuracy = evaluate_greedy(str(tmp_path / "sft"), rows[:4], max_new_tokens=8, num_threads=1)
     assert 0.0 <= accuracy <= 1.0
+
+
+def test_answer_only_cuts_about_rate_of_solutions_to_the_answer_and_keeps_the_rest():
+    rows = make_split(ArithTaskConfig(num_train=2000, num_eval=8, seed=1), "train")
+    mixed = answer_only(rows, 0.6, seed=0)
+    cut = [m for m, r in zip(mixed, rows) if m["solution"] != r["solution"]]
+    assert 0.55 < len(cut) / len(rows) < 0.65
+    assert all(m["solution"] == f"The answer is \\boxed{{{m['answer']}}}" for m in cut)
+    assert all(m["problem"] == r["problem"] and m["answer"] == r["answer"] for m, r in zip(mixed, rows))
+    assert all(is_correct(m["solution"], m["answer"]) for m in mixed)
+    assert answer_only(rows, 0.6, seed=0) == mixed and answer_only(rows, 0.6, seed=1) != mixed
+    assert answer_only(rows, 0.0, seed=0) == rows

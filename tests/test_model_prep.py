@@ -1,0 +1,47 @@
+"""The starting policy: the two warm-start stages are built once each and cached by what made them."""
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM
+
+from cluster.model_prep import prepare_model
+from core.config import load_config
+from core.datasets import load_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _prepare(tmp_path, *overrides):
+    cfg = load_config(ROOT / "configs/local.yaml", [
+        f"model.cache_dir={tmp_path}", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
+        "model.tiny.num_heads=2", "model.tiny.num_kv_heads=1", "data.synthetic.num_train=40",
+        "warm_start.steps=3", "warm_start.batch_size=4", "warm_start.answer_only.steps=2", *overrides])
+    rows = load_dataset("synthetic", synthetic=cfg.data.synthetic, split="train").rows
+    logs: list[str] = []
+    return prepare_model(cfg, rows, logs.append), logs
+
+
+def _weights(path: Path) -> dict:
+    return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(path).state_dict().items()}
+
+
+def test_answer_only_stage_trains_on_top_of_the_worked_stage_and_both_are_cached(tmp_path):
+    final, logs = _prepare(tmp_path)
+    assert final.name.startswith("warm-answer-only-")
+    assert [line.split(":")[0] for line in logs if line.startswith("warm start")] == ["warm start"] * 2
+    assert any("60% of solutions cut to the answer" in line for line in logs)
+    worked = next(p for p in tmp_path.iterdir() if p.name.startswith("warm-") and "answer-only" not in p.name
+                  and "partial" not in p.name)
+    assert _weights(final).keys() == _weights(worked).keys()
+    assert any((a != b).any() for a, b in zip(_weights(final).values(), _weights(worked).values()))
+
+    again, logs = _prepare(tmp_path)
+    assert again == final and not any("sft step" in line for line in logs)
+
+    # Another answer-only rate reuses the worked stage and builds only the second stage anew.
+    other, logs = _prepare(tmp_path, "warm_start.answer_only.rate=0.3")
+    assert other != final and other.name.startswith("warm-answer-only-")
+    assert any(f"reusing {worked}" in line for line in logs)
+
+    # Without the second stage the worked stage is the policy.
+    only, _ = _prepare(tmp_path, "warm_start.answer_only.steps=0")
+    assert only == worked
