@@ -43,8 +43,8 @@ prometheus:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
 	  >/dev/null; } || echo "prometheus is not installed; tests/test_metrics_prometheus.py will skip"
 
-bench: $(STAMP)
-	$(PY) -m benchmarks.run_all --quick
+bench: $(TRL_STAMP)
+	$(PY) -m benchmarks.run_all $(if $(FULL),--full,--quick)
 
 # TRL is for the comparison benchmark only, not a dependency of the project: it lives in its own
 # venv that sees .venv's packages through a .pth file, with torch and transformers pinned to

@@ -93,3 +93,40 @@ def finish(result: Result, json_path: Path | None) -> None:
     result.print()
     if json_path is not None:
         json_path.write_text(json.dumps(asdict(result), indent=2))
+
+
+# ---- whole-job benchmarks: real runs of the default job -----------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "configs" / "local.yaml"
+
+
+def default_warm_model() -> str:
+    """The default job's starting model. prepare_model is what the job calls, and it caches by
+    the settings that made the model, so `make run` and every benchmark share one build."""
+    from cluster.model_prep import prepare_model
+    from core.config import load_config
+    from core.datasets import load_dataset
+    cfg = load_config(DEFAULT_CONFIG, [f"model.cache_dir={ROOT / 'runs' / '_models'}"])
+    rows = load_dataset(cfg.data.train, cfg.data.fields, cfg.data.synthetic, split="train").rows
+    return str(prepare_model(cfg, rows, lambda msg: print(msg, flush=True)))
+
+
+def run_job(name: str, out_dir: Path, overrides: dict, timeout_s: float = 3600) -> tuple[dict, list[dict]]:
+    """`python -m cluster.launch configs/local.yaml` with `overrides`; returns (summary, records)."""
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "cluster.launch", str(DEFAULT_CONFIG), "--set", f"name={name}",
+           "--set", f"trainer.output_dir={out_dir}"]
+    for key, value in overrides.items():
+        cmd += ["--set", f"{key}={value}"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / name / "summary.json").unlink(missing_ok=True)  # never read a previous run's
+    log = out_dir / f"{name}.log"
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"run {name} failed (exit {proc.returncode}); see {log}")
+    records = [json.loads(line) for line in (out_dir / name / "metrics.jsonl").read_text().splitlines()]
+    return json.loads((out_dir / name / "summary.json").read_text()), records

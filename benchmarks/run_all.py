@@ -1,6 +1,8 @@
 """Run every benchmark, each in its own process (a fresh Ray and clean memory), then print
-one summary table. `--quick` (default) fits in about 10 minutes on 2 cores; `--full` does more
-repetitions and the 100M-parameter weight sync.
+one summary table. `--quick` (default) fits in about 15 minutes on 2 cores; `--full` does more
+repetitions, the 100M-parameter weight sync, the full TRL run and 3 seeds x 4 methods of the
+sample-efficiency curves (hours). sample_efficiency runs before pipeline and trl_compare: it builds the
+default job's warm start, which they then reuse.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.run_all --quick [--out runs/bench]
 """
@@ -14,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ["rollout_efficiency", "weight_sync", "grading", "judging"]
-TIMEOUT_S = {"quick": 600, "full": 3600}
+BENCHMARKS = ["rollout_efficiency", "weight_sync", "grading", "judging", "sample_efficiency", "pipeline", "trl_compare"]
+TIMEOUT_S = {"quick": 900, "full": 3 * 3600}
 
 
 def main() -> int:

@@ -10,53 +10,26 @@ to reach GRPO's mean final accuracy; writes a plot with confidence bands.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, finish, parse_mode
+from benchmarks.common import ROOT, Result, default_warm_model, finish, parse_mode, run_job
 
 METHODS = ["grpo", "step_grpo", "tpgrpo_static", "tpgrpo"]
 SETTINGS = {
     "quick": {"methods": ["grpo", "tpgrpo"], "seeds": [1], "steps": 12, "eval_every": 2, "eval_size": 100},
     "full": {"methods": METHODS, "seeds": [1, 2, 3], "steps": 30, "eval_every": 2, "eval_size": 200},
 }
-ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "runs" / "bench_sample_efficiency"
-MODELS = ROOT / "runs" / "_models"  # the default job's model cache: `make run` builds the same warm start
 _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57}  # Student t, two-sided 95%, by degrees of freedom
 
 
-def launch(args: list[str], log: Path, timeout_s: float) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("w") as f:
-        proc = subprocess.run([sys.executable, "-m", "cluster.launch", "configs/local.yaml", *args],
-                              cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s)
-    if proc.returncode != 0:
-        raise RuntimeError(f"run failed (exit {proc.returncode}); see {log}")
-
-
-def warm_model() -> str:
-    """The default job's warm start, built once (model_prep caches it) and shared by every run."""
-    launch(["--set", "trainer.max_steps=0", "--set", f"trainer.output_dir={OUT}", "--set", "name=warm",
-            "--set", f"model.cache_dir={MODELS}",
-            "--set", "data.eval_size=1"], OUT / "warm.log", 3600)
-    return json.loads((OUT / "warm" / "summary.json").read_text())["model_dir"]
-
-
 def curve(method: str, seed: int, model_dir: str, s: dict) -> list[tuple[int, float]]:
-    name = f"{method}-seed{seed}"
-    launch(["--set", f"model.path={model_dir}", "--set", "warm_start.enabled=false",
-            "--set", f"algorithm.name={method}", "--set", f"seed={seed}", "--set", f"name={name}",
-            "--set", f"trainer.output_dir={OUT}", "--set", f"trainer.max_steps={s['steps']}",
-            "--set", f"trainer.eval_every={s['eval_every']}", "--set", f"data.eval_size={s['eval_size']}"],
-           OUT / f"{name}.log", 3600)
-    recs = [json.loads(line) for line in (OUT / name / "metrics.jsonl").read_text().splitlines()]
-    return [(r["samples_trained"], r["accuracy"]) for r in recs if r["kind"] == "eval"]
+    _, records = run_job(f"{method}-seed{seed}", OUT, {
+        "model.path": model_dir, "warm_start.enabled": "false", "algorithm.name": method, "seed": seed,
+        "trainer.max_steps": s["steps"], "trainer.eval_every": s["eval_every"], "data.eval_size": s["eval_size"]})
+    return [(r["samples_trained"], r["accuracy"]) for r in records if r["kind"] == "eval"]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -83,9 +56,10 @@ def plot(curves: dict[str, list[list[tuple[int, float]]]], path: Path) -> None:
         stats = [mean_ci([r[i][1] for r in runs]) for i in range(len(xs))]
         means = [m for m, _ in stats]
         ax.plot(xs, means, marker="o", label=f"{method} ({len(runs)} seeds)")
-        ax.fill_between(xs, [m - c for m, c in stats], [m + c for m, c in stats], alpha=0.2)
+        ax.fill_between(xs, [max(0.0, m - c) for m, c in stats], [min(1.0, m + c) for m, c in stats], alpha=0.2)
     ax.set_xlabel("samples trained")
-    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_ylabel("held-out greedy accuracy (band: 95% t-interval over seeds)")
+    ax.set_ylim(0.0, 1.0)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -98,7 +72,7 @@ def main() -> None:
     s = SETTINGS[args.mode]
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    model_dir = warm_model()
+    model_dir = default_warm_model()
     curves: dict[str, list[list[tuple[int, float]]]] = {m: [] for m in s["methods"]}
     for seed in s["seeds"]:  # seeds outermost: a cut-short run still has every method
         for method in s["methods"]:

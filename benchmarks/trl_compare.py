@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, finish, median, parse_mode
+from benchmarks.common import Result, default_warm_model, finish, median, parse_mode, run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "local.yaml"
@@ -66,15 +66,6 @@ def step_prompts(cfg, steps: int) -> list[dict]:
     return [r for _ in range(steps) for r in stream.next_batch()]
 
 
-def warm_model(cfg) -> str:
-    """The default job's starting model. prepare_model is what the job calls and caches by the
-    settings that made the model, so a plain `make run` and this benchmark share one build."""
-    from cluster.model_prep import prepare_model
-    from core.datasets import load_dataset
-    rows = load_dataset(cfg.data.train, cfg.data.fields, cfg.data.synthetic, split="train").rows
-    return str(prepare_model(cfg, rows, lambda msg: print(msg, flush=True)))
-
-
 def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -82,31 +73,17 @@ def loadavg() -> float:
 # ---- thoughtrl side -----------------------------------------------------------------------
 
 def run_thoughtrl(model_dir: str, steps: int, eval_size: int) -> dict:
-    name = "thoughtrl"
-    overrides = {"name": name, "trainer.output_dir": str(OUT), "model.path": model_dir,
-                 "warm_start.enabled": "false", "trainer.max_steps": steps, "trainer.eval_every": 0,
-                 "data.eval_size": eval_size}
-    cmd = [sys.executable, "-m", "cluster.launch", str(CONFIG)]
-    for key, value in overrides.items():
-        cmd += ["--set", f"{key}={value}"]
-    log = OUT / f"{name}.log"
-    (OUT / name / "summary.json").unlink(missing_ok=True)  # never read a previous run's
+    overrides = {"model.path": model_dir, "warm_start.enabled": "false", "trainer.max_steps": steps,
+                 "trainer.eval_every": 0, "data.eval_size": eval_size}
     load_before, t0 = loadavg(), time.monotonic()
-    with log.open("w") as f:
-        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              stdout=f, stderr=subprocess.STDOUT, timeout=3600)
+    summary, recs = run_job("thoughtrl", OUT, overrides)
     wall = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"thoughtrl run failed (exit {proc.returncode}); see {log}")
-    run_dir = OUT / name
-    recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    summary = json.loads((run_dir / "summary.json").read_text())
     step_recs = [r for r in recs if r["kind"] == "step"]
     step_s = [r["step_seconds"] for r in step_recs]
     samples = summary["samples_trained"]
     per_step = [b["samples_trained"] - a for a, b in zip([0] + [r["samples_trained"] for r in step_recs], step_recs)]
     return {
-        "command": " ".join(cmd[1:]),
+        "command": "cluster.launch configs/local.yaml " + " ".join(f"--set {k}={v}" for k, v in overrides.items()),
         "algorithm": summary["algorithm"], "steps": len(step_recs), "samples_trained": samples,
         "train_loop_seconds": sum(step_s), "samples_per_s": samples / sum(step_s),
         "samples_per_s_after_step_1": sum(per_step[1:]) / sum(step_s[1:]) if len(step_s) > 1 else None,
@@ -259,7 +236,7 @@ def run(mode: str, trl_threads: int) -> Result:
     eval_size = min(s["eval_size"] or cfg.data.eval_size, cfg.data.eval_size)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    model_dir = warm_model(cfg)
+    model_dir = default_warm_model()
     prep_s = time.monotonic() - t0
     ours = run_thoughtrl(model_dir, steps, eval_size)
     print(f"thoughtrl: {ours['samples_per_s']:.2f} samples/s, accuracy {ours['accuracy_before']:.3f} -> "
