@@ -1,8 +1,10 @@
-"""The supervised warm start: a few hundred steps of plain next-token training on reference solutions.
+"""The supervised warm start: plain next-token training on reference solutions.
 
-Its only job is to leave the policy "right sometimes and wrong often": it knows the solution
-format (steps, "Wait, ..." reflections, a boxed answer) but still slips on the arithmetic, so
-RL has rewards to move. One process, plain PyTorch; the loss covers solution tokens only.
+Its only job is to leave the policy "right sometimes and wrong often", so RL has rewards to
+move. The default job runs it twice (cluster/model_prep.py): on worked solutions, so the policy
+can work a chain out, then briefly on a mix where most solutions state only the answer
+(`answer_only`), so it often guesses instead. One process, plain PyTorch; the loss covers
+solution tokens only.
 """
 from __future__ import annotations
 
