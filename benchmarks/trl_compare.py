@@ -34,10 +34,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Result, default_warm_model, finish, median, parse_mode, run_job
+from benchmarks.common import DEFAULT_CONFIG as CONFIG
+from benchmarks.common import ROOT, Result, default_warm_model, finish, median, parse_mode, run_job
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs" / "local.yaml"
 OUT = ROOT / "runs" / "bench_trl"
 TRL_PYTHON = ROOT / ".venv-trl" / "bin" / "python"
 SETTINGS = {
