@@ -30,13 +30,15 @@ from tests.test_metrics_prometheus import (PROMETHEUS, http_get, panels_without_
 from tests.test_ray_job import RayHead
 
 RUN = "raymetrics"
-STEPS, PROMPTS, G, EVAL = 3, 4, 4, 8
+STEPS, PROMPTS, G, EVAL = 4, 4, 4, 8
 RUN_DEADLINE_S = 540  # ~2 min alone; the machine may be shared
 # Small and untrained (no warm start): the metrics path, not the learning, is under test; two
-# actors per role, so the actor tag has something to tell apart.
+# actors per role, so the actor tag has something to tell apart. An evaluation after every step
+# keeps the learner steps apart: steps that all land in one export interval give Prometheus a
+# first sample that is already final, so every rate() panel over them is 0/0.
 RUN_ARGS = [
     f"name={RUN}", "warm_start.enabled=false", f"model.cache_dir={MODEL_CACHE}", f"trainer.max_steps={STEPS}",
-    "trainer.eval_every=0", f"trainer.prompts_per_step={PROMPTS}", f"rollout.samples_per_prompt={G}",
+    "trainer.eval_every=1", f"trainer.prompts_per_step={PROMPTS}", f"rollout.samples_per_prompt={G}",
     "rollout.max_new_tokens=48", f"data.eval_size={EVAL}", "data.synthetic.num_train=200",
     f"data.synthetic.num_eval={EVAL}", "rollout.num_actors=2", "judge.num_actors=2", "learner.num_ranks=2",
 ]
@@ -164,7 +166,8 @@ def test_actors_export_their_own_metrics_tagged_by_actor(ray_run):
     assert sum(tokens.values()) > sum(s["rollout_tokens"] for s in ray_run["steps"])
     judged = by_actor(base, f'ray_thoughtrl_samples_judged_total{{run="{RUN}"}}')
     assert set(judged) == OWNERS["judge"]
-    assert sum(judged.values()) == STEPS * PROMPTS * G + 2 * EVAL  # training + evaluation before and after
+    # training + evaluations: before, after every step but the last, and after the run
+    assert sum(judged.values()) == STEPS * PROMPTS * G + (STEPS + 1) * EVAL
     steps = by_actor(base, f'ray_thoughtrl_learner_step_seconds_count{{run="{RUN}"}}')
     assert steps == {"learner-0": STEPS, "learner-1": STEPS}
     tps = by_actor(base, f'max_over_time(ray_thoughtrl_learner_tokens_per_second{{run="{RUN}"}}[15m])')
