@@ -5,6 +5,7 @@ from __future__ import annotations
 from reward_service.answers import extract_answer
 from reward_service.grading import Grade, GradingPool
 from reward_service.judges import get_judge
+from reward_service.judges.base import StepRequest
 from reward_service.steps import get_splitter
 from reward_service.thoughts import first_error_index, label_steps, merge_thoughts
 from reward_service.verdict import Verdict, failed
@@ -24,38 +25,57 @@ class Scorer:
         self.grader = grader if grader is not None else GradingPool(num_workers=1)
 
     def score(self, problem: str, response: str, gold: str) -> Verdict:
-        return self._judge(problem, response, self.grader.grade(response, gold), gold)
+        return self.score_many([{"problem": problem, "response_text": response,
+                                 "gold_answer": gold}])[0]
 
     def score_many(self, rows: list[dict]) -> list[Verdict]:
-        """Rows with `problem`, `response_text`, `gold_answer`; grading runs in parallel."""
+        """Rows with `problem`, `response_text`, `gold_answer`: grading runs in parallel, then
+        the judge gets every sample of the call in one `judge_batch`."""
         pairs = [(r.get("response_text") or "", r.get("gold_answer") or "") for r in rows]
         grades = self.grader.grade_many(pairs)
-        return [self._judge(r.get("problem") or "", pair[0], grade, pair[1])
-                for r, pair, grade in zip(rows, pairs, grades)]
+        requests: list[StepRequest | None] = []
+        failures: dict[int, str] = {}
+        for i, (r, (response, gold), grade) in enumerate(zip(rows, pairs, grades)):
+            extracted = grade.extracted if grade.extracted is not None else extract_answer(response)
+            try:
+                spans = self.split(response)
+            except Exception as e:  # a splitter failure is this sample's, never the batch's
+                failures[i] = f"{type(e).__name__}: {e}"
+                requests.append(None)
+                continue
+            requests.append(StepRequest(r.get("problem") or "", response, spans, grade.correct,
+                                        extracted, gold))
+        todo = [i for i, q in enumerate(requests) if q is not None]
+        judged = dict(zip(todo, self.judge.judge_batch([requests[i] for i in todo]))) if todo else {}
+        verdicts = []
+        for i, grade in enumerate(grades):
+            if i in failures:
+                verdicts.append(failed(failures[i], grade.correct, grade.extracted))
+            else:
+                verdicts.append(self._verdict(requests[i], grade, judged[i]))
+        return verdicts
 
     def close(self) -> None:
+        self.judge.close()
         if self._own_grader:
             self.grader.close()
 
-    def _judge(self, problem: str, response: str, grade: Grade, gold: str | None = None
-               ) -> Verdict:
-        extracted = grade.extracted if grade.extracted is not None else extract_answer(response)
+    def _verdict(self, request: StepRequest, grade: Grade, judgment) -> Verdict:
+        spans, response = request.spans, request.response
         try:
-            spans = self.split(response)
-            # Only judges that ask for the gold answer get it (the others' signature lacks it).
-            more = {"gold": gold} if getattr(self.judge, "needs_gold", False) else {}
-            judgment = self.judge.judge_steps(problem, response, spans, grade.correct, extracted,
-                                              **more)
+            if isinstance(judgment, Exception):
+                raise judgment
             if len(judgment.scores) != len(spans):
                 raise ValueError(f"judge gave {len(judgment.scores)} scores for {len(spans)} steps")
             texts = [response[a:b] for a, b in spans]
-            labels = judgment.labels or label_steps(judgment.scores, grade.correct, texts, extracted)
+            labels = judgment.labels or label_steps(judgment.scores, grade.correct, texts,
+                                                    request.extracted)
             thought_spans, thought_labels = merge_thoughts(spans, labels)
         except Exception as e:  # one sample's failure is that sample's, never the batch's
-            return failed(f"{type(e).__name__}: {e}", grade.correct, extracted)
+            return failed(f"{type(e).__name__}: {e}", grade.correct, request.extracted)
         return Verdict(
             outcome_correct=grade.correct,
-            extracted_answer=extracted,
+            extracted_answer=request.extracted,
             step_spans=spans,
             step_scores=[float(s) for s in judgment.scores],
             trajectory_score=judgment.trajectory_score,

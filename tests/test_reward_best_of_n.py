@@ -6,7 +6,7 @@ import pytest
 
 from reward_service.__main__ import main
 from reward_service.best_of_n import aggregate, majority_vote
-from reward_service.judges import StepJudgment, register
+from reward_service.judges import StepJudge, StepJudgment, register
 from reward_service.verdict import Verdict
 
 pytestmark = pytest.mark.timeout(300)
@@ -21,8 +21,8 @@ E = "2 + 3 = 6\n#### 6"
 
 
 @register("test-bon-exploding")
-class ExplodingJudge:
-    def judge_steps(self, problem, response, spans, outcome_correct, extracted):
+class ExplodingJudge(StepJudge):
+    def judge_steps(self, problem, response, spans, outcome_correct, extracted, gold=None):
         if "boom" in response:
             raise RuntimeError("judge exploded")
         return StepJudgment(scores=[1.0] * len(spans))

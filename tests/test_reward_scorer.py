@@ -1,14 +1,14 @@
 import pyarrow as pa
 
 from core.records import VERDICT_FIELDS
-from reward_service.judges import StepJudgment, register
+from reward_service.judges import StepJudge, StepJudgment, register
 from reward_service.scorer import Scorer
 from reward_service.verdict import failed
 
 
 @register("test-exploding")
-class ExplodingJudge:
-    def judge_steps(self, problem, response, spans, outcome_correct, extracted):
+class ExplodingJudge(StepJudge):
+    def judge_steps(self, problem, response, spans, outcome_correct, extracted, gold=None):
         if "boom" in response:
             raise RuntimeError("judge exploded")
         return StepJudgment(scores=[1.0] * len(spans))

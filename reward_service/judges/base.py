@@ -1,8 +1,13 @@
-"""The interface every step judge implements."""
+"""The interface every step judge implements.
+
+A judge scores the steps of solutions. `judge_steps` judges one sample; `judge_batch` judges
+many and is what the Scorer calls: a model-backed judge overrides it to send the work of all
+samples of a call to its model in one batch. A failure is per sample: `judge_batch` returns
+the exception in that sample's place, so one bad sample never costs the others.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 Spans = list[tuple[int, int]]
 
@@ -15,10 +20,33 @@ class StepJudgment:
     trajectory_score: float | None = None
 
 
-class StepJudge(Protocol):
-    """A judge whose class sets `needs_gold = True` is also called with `gold=` (the reference
-    answer); every other judge is called without it."""
+@dataclass
+class StepRequest:
+    """One sample to judge: its steps are `spans` into `response`."""
+    problem: str
+    response: str
+    spans: Spans
+    outcome_correct: bool
+    extracted: str | None  # the final answer the solution states, if any
+    gold: str | None = None  # the reference answer; judges that do not need it ignore it
+
+
+class StepJudge:
+    """Base class of the registered judges."""
 
     def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None) -> StepJudgment:
-        ...
+                    extracted: str | None, gold: str | None = None) -> StepJudgment:
+        raise NotImplementedError
+
+    def judge_batch(self, requests: list[StepRequest]) -> list[StepJudgment | Exception]:
+        out: list[StepJudgment | Exception] = []
+        for r in requests:
+            try:
+                out.append(self.judge_steps(r.problem, r.response, r.spans, r.outcome_correct,
+                                            r.extracted, gold=r.gold))
+            except Exception as e:  # this sample's failure, reported in its place
+                out.append(e)
+        return out
+
+    def close(self) -> None:
+        """Release the judge's model or processes (a no-op for judges that hold none)."""

@@ -9,8 +9,7 @@ Completions come from any LLM of `reward_service.llm`: a local model directory t
 OpenAI-compatible endpoint, or a ready `llm`. The prefix is `problem_template` (the policy's
 rollout prompt by default) followed by the response's text up to the end of the step, sent as
 text without added special tokens, as the rollout actors send prompts. Completions are graded
-by `reward_service.grading.GradingPool` against the gold answer, which this judge needs:
-`needs_gold` makes the Scorer pass it as `gold=`.
+by `reward_service.grading.GradingPool` against the gold answer, which this judge needs.
 """
 from __future__ import annotations
 
@@ -18,15 +17,13 @@ import json
 
 from core.prompts import PROMPT_TEMPLATE
 from reward_service.grading import GradingPool
-from reward_service.judges.base import Spans, StepJudgment
+from reward_service.judges.base import Spans, StepJudge, StepJudgment
 from reward_service.judges.registry import register
 from reward_service.llm import make_llm
 
 
 @register("montecarlo")
-class MonteCarloJudge:
-    needs_gold = True
-
+class MonteCarloJudge(StepJudge):
     def __init__(self, samples: int = 8, temperature: float = 1.0, max_tokens: int = 512,
                  seed: int | None = 0, problem_template: str = PROMPT_TEMPLATE,
                  grader: GradingPool | None = None, grade_timeout_s: float = 5.0,

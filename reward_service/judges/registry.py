@@ -26,7 +26,11 @@ def get_judge(name: str, **options) -> StepJudge:
     _load_builtin()
     if name not in _JUDGES:
         raise ValueError(f"unknown judge {name!r}; known judges: {sorted(_JUDGES)}")
-    return _JUDGES[name](**options)
+    judge = _JUDGES[name](**options)
+    if not isinstance(judge, StepJudge):
+        raise TypeError(f"judge {name!r} gave a {type(judge).__name__}, which does not subclass "
+                        "reward_service.judges.StepJudge")
+    return judge
 
 
 def _load_builtin() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from reward_service.judges.base import Spans, StepJudgment
+from reward_service.judges.base import Spans, StepJudge, StepJudgment
 from reward_service.judges.prompts import (RPRM_CHOICES, RPRM_CRITIQUE, RPRM_STOP, RPRM_VERDICT,
                                            step_texts)
 from reward_service.judges.registry import register
@@ -17,7 +17,7 @@ from reward_service.llm import choice_probs, make_llm
 
 
 @register("rprm")
-class RPRMJudge:
+class RPRMJudge(StepJudge):
     def __init__(self, samples: int = 4, temperature: float = 0.7, max_tokens: int = 256,
                  seed: int | None = 0, **llm_options):
         if samples < 1:
@@ -33,7 +33,7 @@ class RPRMJudge:
                 for i, step in enumerate(texts)]
 
     def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None) -> StepJudgment:
+                    extracted: str | None, gold: str | None = None) -> StepJudgment:
         if not spans:
             return StepJudgment(scores=[], raw="")
         prompts = self.prompts(problem, step_texts(response, spans))

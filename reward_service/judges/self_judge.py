@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from reward_service.judges.base import Spans, StepJudgment
+from reward_service.judges.base import Spans, StepJudge, StepJudgment
 from reward_service.judges.prompts import PROCESSBENCH_CRITIC, step_texts, tagged_paragraphs
 from reward_service.judges.registry import register
 from reward_service.llm import make_llm
@@ -37,7 +37,7 @@ def fuse(indices: list[int], num_steps: int) -> list[float]:
 
 
 @register("self")
-class SelfJudge:
+class SelfJudge(StepJudge):
     def __init__(self, samples: int = 1, temperature: float = 0.0, max_tokens: int = 1024,
                  seed: int | None = 0, on_malformed: str = "error", **llm_options):
         if on_malformed not in ("error", "accept"):
@@ -51,7 +51,7 @@ class SelfJudge:
             problem=problem, tagged_response=tagged_paragraphs(texts)))
 
     def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None) -> StepJudgment:
+                    extracted: str | None, gold: str | None = None) -> StepJudgment:
         if not spans:
             return StepJudgment(scores=[], raw="")
         texts = step_texts(response, spans)

@@ -23,7 +23,7 @@ import json
 import math
 from pathlib import Path
 
-from reward_service.judges.base import Spans, StepJudgment
+from reward_service.judges.base import Spans, StepJudge, StepJudgment
 from reward_service.judges.registry import register
 
 CLASSIFIER, SHEPHERD = "classifier", "shepherd"
@@ -65,7 +65,7 @@ def _softmax_column(logits: list[list[float]], column: int) -> list[float]:
 
 
 @register("step_classifier")
-class StepClassifierJudge:
+class StepClassifierJudge(StepJudge):
     def __init__(self, model: str | None = None, style: str = "auto", step_tag: str | None = None,
                  good_token: str = "+", bad_token: str = "-", system: str = QWEN_PRM_SYSTEM,
                  engine=None, max_model_len: int | None = None, dtype: str = "auto",
@@ -140,7 +140,7 @@ class StepClassifierJudge:
         return ids
 
     def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None) -> StepJudgment:
+                    extracted: str | None, gold: str | None = None) -> StepJudgment:
         if not spans:
             return StepJudgment(scores=[], raw="")
         from vllm.pooling_params import PoolingParams

@@ -8,17 +8,17 @@ from __future__ import annotations
 import json
 
 from reward_service.judges.arithmetic import find_claims
-from reward_service.judges.base import Spans, StepJudgment
+from reward_service.judges.base import Spans, StepJudge, StepJudgment
 from reward_service.judges.registry import register
 
 
 @register("tool")
-class ToolJudge:
+class ToolJudge(StepJudge):
     def __init__(self, max_step_chars: int = 20_000):
         self.max_step_chars = max_step_chars  # longer steps are not parsed (scored unchecked)
 
     def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None) -> StepJudgment:
+                    extracted: str | None, gold: str | None = None) -> StepJudgment:
         scores: list[float] = []
         false_claims: list[list[str]] = []
         for start, end in spans:

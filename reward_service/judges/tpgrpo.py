@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 
-from reward_service.judges.base import Spans, StepJudgment
+from reward_service.judges.base import Spans, StepJudge, StepJudgment
 from reward_service.judges.prompts import TPGRPO_CORRECT, TPGRPO_WRONG, numbered_steps, step_texts
 from reward_service.judges.registry import register
 from reward_service.llm import make_llm
@@ -87,7 +87,7 @@ def fuse(votes: list[set[int]], num_steps: int, outcome_correct: bool
 
 
 @register("tpgrpo")
-class TPGRPOJudge:
+class TPGRPOJudge(StepJudge):
     def __init__(self, samples: int = 1, temperature: float = 0.0, max_tokens: int = 512,
                  seed: int | None = 0, on_malformed: str = "fallback", **llm_options):
         if on_malformed not in ("fallback", "error"):
@@ -105,7 +105,7 @@ class TPGRPOJudge:
         return self.llm.format(TPGRPO_WRONG.format(problem=problem, steps=steps, answer=answer))
 
     def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None) -> StepJudgment:
+                    extracted: str | None, gold: str | None = None) -> StepJudgment:
         if not spans:
             return StepJudgment(scores=[], labels=[], raw="")
         texts = step_texts(response, spans)
