@@ -16,7 +16,7 @@ else
 TORCH_SRC := --extra-index-url https://download.pytorch.org/whl/cpu
 endif
 
-.PHONY: install run test test-all bench bench-trl bench-sample-efficiency trl-env clean prometheus
+.PHONY: install run test test-all bench bench-trl bench-sample-efficiency bench-credit-assignment trl-env clean prometheus
 
 install: $(STAMP)
 
@@ -70,9 +70,18 @@ $(TRL_STAMP): $(STAMP)
 bench-trl: $(TRL_STAMP)
 	PYTHONPATH=. OMP_NUM_THREADS=1 $(PY) -m benchmarks.trl_compare $(if $(FULL),--full,--quick) --json runs/bench/trl_compare.json
 
-# Held-out accuracy against samples for grpo / step_grpo / tpgrpo_static / tpgrpo; FULL=1: 3 seeds each.
+# Held-out accuracy against samples per advantage estimator; FULL=1: 3 seeds each. TASK=shortcut:
+# the task where credit inside a solution matters (configs/shortcut.yaml), all six estimators.
+TASK ?= arith
 bench-sample-efficiency: $(STAMP)
-	PYTHONPATH=. $(PY) -m benchmarks.sample_efficiency $(if $(FULL),--full,--quick) --json runs/bench/sample_efficiency.json
+	@mkdir -p runs/bench
+	PYTHONPATH=. $(PY) -m benchmarks.sample_efficiency $(if $(FULL),--full,--quick) --task $(TASK) \
+	  --json runs/bench/sample_efficiency$(if $(filter arith,$(TASK)),,_$(TASK)).json
+
+# Which tokens each estimator blames on shortcut-task groups whose faulty steps are known; no training.
+bench-credit-assignment: $(STAMP)
+	@mkdir -p runs/bench
+	PYTHONPATH=. $(PY) -m benchmarks.credit_assignment $(if $(FULL),--full,--quick) --json runs/bench/credit_assignment.json
 
 test-all: $(STAMP) prometheus
 	$(PY) -m pytest -q --timeout=1800 tests

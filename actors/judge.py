@@ -1,14 +1,16 @@
 """The judge actor: a thin Ray shell around `reward_service.Scorer`.
 
-It receives a rollout table (resolved from the object store by Ray), grades and judges every
-sample, and returns two objects: a small summary the buffer reads, and the scored table the
-buffer only references. A failure on one sample is recorded on that sample (`judge_error`).
+It receives a rollout table (resolved from the object store by Ray) and the groups of it to
+judge, grades and judges their samples, and returns two objects: a small summary the buffer
+reads, and the scored table the buffer only references. A failure on one sample is recorded on
+that sample (`judge_error`).
 """
 from __future__ import annotations
 
 import time
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.ray_metrics import PartMetrics
 from core.records import SCORED_SCHEMA
@@ -29,8 +31,14 @@ class JudgeWorker:
     def ready(self) -> bool:
         return True
 
-    def score(self, rollout: pa.Table) -> tuple[dict, pa.Table]:
+    def score(self, rollout: pa.Table, group_ids: list[str] | None = None) -> tuple[dict, pa.Table]:
+        """Grade and judge the samples of `group_ids` (every group of the table when None)."""
         t0 = time.monotonic()
+        if group_ids is not None:
+            rollout = rollout.filter(pc.is_in(rollout["group_id"], pa.array(group_ids, pa.string())))
+            missing = set(group_ids) - set(rollout["group_id"].to_pylist())
+            if missing:
+                raise ValueError(f"the rollout table has no samples of groups {sorted(missing)}")
         rows = rollout.to_pylist()
         verdicts = self.scorer.score_many(rows)
         scored = [{**row, **v.to_row()} for row, v in zip(rows, verdicts)]

@@ -103,8 +103,13 @@ class RolloutWorker:
         self._busy_until = end
         return self.engine.version
 
-    def weights_hash(self) -> str:
-        return self.engine.weights_hash()
+    def weights_hash(self) -> str | None:
+        """The served weights' hash; None where the engine cannot read them back (tensor-parallel
+        shards): a check that cannot be made is reported as not made."""
+        try:
+            return self.engine.weights_hash()
+        except NotImplementedError:
+            return None
 
     def stats(self) -> dict[str, float]:
         return {

@@ -99,24 +99,41 @@ def finish(result: Result, json_path: Path | None) -> None:
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "configs" / "local.yaml"
+SHORTCUT_CONFIG = ROOT / "configs" / "shortcut.yaml"
+MODEL_CACHE = ROOT / "runs" / "_models"
 
 
-def default_warm_model() -> str:
-    """The default job's starting model. prepare_model is what the job calls, and it caches by
-    the settings that made the model, so `make run` and every benchmark share one build."""
+def default_warm_model(config: Path = DEFAULT_CONFIG) -> str:
+    """The starting model of the job `config` describes (the default job's unless told).
+    prepare_model is what the job calls, and it caches by the settings that made the model, so
+    `make run` and every benchmark share one build."""
     from cluster.model_prep import prepare_model
     from core.config import load_config
     from core.datasets import load_dataset
-    cfg = load_config(DEFAULT_CONFIG, [f"model.cache_dir={ROOT / 'runs' / '_models'}"])
+    cfg = load_config(config, [f"model.cache_dir={MODEL_CACHE}"])
     rows = load_dataset(cfg.data.train, cfg.data.fields, cfg.data.synthetic, split="train").rows
     return str(prepare_model(cfg, rows, lambda msg: print(msg, flush=True)))
 
 
-def run_job(name: str, out_dir: Path, overrides: dict, timeout_s: float = 3600) -> tuple[dict, list[dict]]:
-    """`python -m cluster.launch configs/local.yaml` with `overrides`; returns (summary, records)."""
+def train_in_process(name: str, out_dir: Path, overrides: dict, config: Path = DEFAULT_CONFIG
+                     ) -> tuple[dict, list[dict]]:
+    """The run `run_job` makes, in this process: successive runs share one Ray (started by the
+    first; `ray.shutdown()` when done) and the driver's imports. Returns (summary, records)."""
+    from cluster.report import read_records
+    from cluster.train import train
+    from core.config import load_config
+    cfg = load_config(config, [f"name={name}", f"trainer.output_dir={out_dir}",
+                               *(f"{key}={value}" for key, value in overrides.items())])
+    summary = train(cfg, overwrite=True)
+    return summary, read_records(cfg.run_dir)
+
+
+def run_job(name: str, out_dir: Path, overrides: dict, timeout_s: float = 3600,
+            config: Path = DEFAULT_CONFIG) -> tuple[dict, list[dict]]:
+    """`python -m cluster.launch CONFIG` with `overrides`; returns (summary, records)."""
     import subprocess
     import sys
-    cmd = [sys.executable, "-m", "cluster.launch", str(DEFAULT_CONFIG), "--set", f"name={name}",
+    cmd = [sys.executable, "-m", "cluster.launch", str(config), "--set", f"name={name}",
            "--set", f"trainer.output_dir={out_dir}"]
     for key, value in overrides.items():
         cmd += ["--set", f"{key}={value}"]

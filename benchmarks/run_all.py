@@ -2,7 +2,8 @@
 one summary table. `--quick` (default) fits in about 15 minutes on 2 cores; `--full` does more
 repetitions, the 100M-parameter weight sync, the full TRL run and 3 seeds x 4 methods of the
 sample-efficiency curves (hours). sample_efficiency runs before pipeline and trl_compare: it builds the
-default job's warm start, which they then reuse.
+default job's warm start, which they then reuse; sample_efficiency_shortcut builds the shortcut
+task's, which credit_assignment reuses.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.run_all --quick [--out runs/bench]
 """
@@ -16,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ["rollout_efficiency", "weight_sync", "grading", "judging", "sample_efficiency", "pipeline", "trl_compare"]
+BENCHMARKS = ["rollout_efficiency", "weight_sync", "grading", "judging", "sample_efficiency",
+              "sample_efficiency_shortcut", "credit_assignment", "pipeline", "trl_compare"]
+COMMANDS = {"sample_efficiency_shortcut": ["benchmarks.sample_efficiency", "--task", "shortcut"]}  # else the name
 TIMEOUT_S = {"quick": 900, "full": 3 * 3600}
 
 
@@ -39,7 +42,8 @@ def main() -> int:
         print(f"--- {name} ({mode}) ---", flush=True)
         t0 = time.monotonic()
         try:
-            proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", f"--{mode}", "--json", str(out)],
+            command = COMMANDS.get(name, [f"benchmarks.{name}"])
+            proc = subprocess.run([sys.executable, "-m", *command, f"--{mode}", "--json", str(out)],
                                   env=env, timeout=TIMEOUT_S[mode], capture_output=True, text=True)
             tail = proc.stdout[proc.stdout.rfind(f"== {name} =="):] if f"== {name} ==" in proc.stdout else ""
             print(tail or proc.stdout[-2000:] + proc.stderr[-3000:], flush=True)

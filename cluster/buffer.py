@@ -85,7 +85,7 @@ class ExperienceBuffer:
             self._ready.append(ReadyGroup(gid, g.version, g.count, exp, now))
         self.stats["groups_added"] += len(group_ids)
 
-    async def take(self, num_groups: int, learner_step: int, timeout_s: float = 600.0) -> dict:
+    async def take(self, num_groups: int, learner_step: int, timeout_s: float) -> dict:
         """The oldest `num_groups` complete groups that are fresh enough for `learner_step`."""
         async with self._changed:
             try:
@@ -134,5 +134,5 @@ class ExperienceBuffer:
 
 def create_buffer(group_size: int, max_staleness: int, capacity_groups: int,
                   algorithm: str, alpha: float, beta: float = 0.75, run_name: str = ""):
-    actor = ray.remote(num_cpus=0)(ExperienceBuffer)
+    actor = ray.remote(num_cpus=0)(ExperienceBuffer).options(name="buffer")  # findable with ray.get_actor
     return actor.remote(group_size, max_staleness, capacity_groups, algorithm, alpha, beta, run_name)

@@ -10,27 +10,31 @@ import pyarrow.compute as pc
 import ray
 
 from core.records import EXPERIENCE_SCHEMA, to_table
-from reward_service.advantages import GroupSample, group_advantages, outcome_reward, reasonflux_rewards
+from reward_service.advantages import GroupSample, group_advantages, group_rewards
+
+
+def group_sample(row: dict) -> GroupSample:
+    """A scored record as the advantage functions read it."""
+    return GroupSample(
+        outcome_correct=bool(row["outcome_correct"]),
+        num_tokens=len(row["response_token_ids"]),
+        token_char_offsets=row["token_char_offsets"],
+        response_text=row["response_text"] or "",
+        thought_spans=row["thought_spans"] or [],
+        thought_labels=row["thought_labels"] or [],
+        step_spans=row["step_spans"] or [],
+        step_scores=row["step_scores"] or [],
+        step_labels=row.get("step_labels") or [],
+        trajectory_score=row.get("trajectory_score"),
+    )
 
 
 def group_experience(rows: list[dict], algorithm: str, alpha: float, beta: float = 0.75
                      ) -> list[dict]:
     """Experience rows for one group (all G samples of one prompt)."""
-    samples = [GroupSample(
-        outcome_correct=bool(r["outcome_correct"]),
-        num_tokens=len(r["response_token_ids"]),
-        token_char_offsets=r["token_char_offsets"],
-        thought_spans=r["thought_spans"] or [],
-        thought_labels=r["thought_labels"] or [],
-        step_spans=r["step_spans"] or [],
-        step_scores=r["step_scores"] or [],
-        trajectory_score=r.get("trajectory_score"),
-    ) for r in rows]
+    samples = [group_sample(r) for r in rows]
     advantages = group_advantages(algorithm, samples, alpha=alpha, beta=beta)
-    # The scalar reward each sample is credited with (reported as reward_mean): the blend for
-    # reasonflux, the outcome otherwise; the advantages carry the per-token signal.
-    rewards = (reasonflux_rewards(samples, alpha, beta) if algorithm == "reasonflux"
-               else outcome_reward(samples))
+    rewards = group_rewards(algorithm, samples, alpha=alpha, beta=beta)
     return [{
         "prompt_id": r["prompt_id"],
         "group_id": r["group_id"],

@@ -5,26 +5,33 @@ so a second run (or the next test) starts at once.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Callable
 
+from cluster.progress import Progress
 from core.config import Config
+from core.datasets import SYNTHETIC_TASKS, synthetic_task
+from core.prompts import PromptFormat
 from core.tiny_model import build_tiny_model
 
 _DONE = "thoughtrl_done.json"
 
 
-def _code_version() -> str:
-    """The source of everything that shapes a built model: a change there invalidates the cache."""
+def _code_version(*extra) -> str:
+    """The source of everything that shapes a built model, and of the `extra` modules (the
+    synthetic task that made the warm-start data): a change there invalidates the cache."""
     import core.arith_task, core.prompts, core.tiny_model, learner.sft  # noqa: E401
-    return "".join(Path(m.__file__).read_text() for m in (core.arith_task, core.prompts, core.tiny_model, learner.sft))
+    modules = dict.fromkeys((core.arith_task, core.prompts, core.tiny_model, learner.sft, *extra))
+    return "".join(Path(m.__file__).read_text() for m in modules)
 
 
-def _key(*parts) -> str:
-    text = json.dumps(parts, sort_keys=True, default=str) + _code_version()
+def _key(*parts, code: tuple = ()) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str) + _code_version(*code)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -45,13 +52,24 @@ def _cached(out: Path, build: Callable[[Path], dict | None], meta: dict) -> Path
 
 
 def check_model_dir(path: str | Path) -> Path:
+    """`path` if it is a Hugging Face model directory; FileNotFoundError / ValueError saying why not."""
     p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} not found")
     if not (p / "config.json").is_file():
-        raise FileNotFoundError(f"model.path {p} is not a Hugging Face model directory (no config.json)")
+        raise FileNotFoundError(f"{p} is not a Hugging Face model directory (no config.json)")
+    try:
+        json.loads((p / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{p / 'config.json'} is not readable JSON ({e})") from None
     return p
 
 
-def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None]) -> Path:
+def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None],
+                  progress: Callable[[str, int], Progress] = Progress) -> Path:
+    """The model directory the run starts from. `log` gets a line per stage; `progress(label,
+    total)` makes the progress bar of each warm-start stage (its per-step lines go to the
+    `thoughtrl.warm_start` logger: the run's driver log)."""
     cache = Path(cfg.model.cache_dir or Path(cfg.trainer.output_dir) / "_models")
     if cfg.model.path:
         base = check_model_dir(cfg.model.path)
@@ -68,25 +86,43 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
         return base
     from learner.sft import answer_only, warm_start
 
+    # The warm start trains on exactly the prompts the rollout will send.
+    prompt = PromptFormat.for_model(base, **cfg.prompt.model_dump())
+    detail = logging.getLogger("thoughtrl.warm_start").info
     spec = {"base": str(base.resolve()), "ws": ws.model_dump(exclude={"answer_only"}), "data": cfg.data.train,
-            "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed, "rows": len(rows)}
-    worked = _stage(cache / f"warm-{_key(spec)}", spec, log, f"{ws.steps} supervised steps on {len(rows)} solutions",
-                    lambda d: warm_start(str(base), str(d), rows, steps=ws.steps, lr=ws.lr,
-                                         batch_size=ws.batch_size, seed=cfg.seed, log=log))
+            "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed, "rows": len(rows),
+            "prompt": cfg.prompt.model_dump()}
+    task = inspect.getmodule(SYNTHETIC_TASKS[synthetic_task(cfg.data.synthetic)][1])
+    worked = _stage(cache / f"warm-{_key(spec, code=(task,))}", spec, log, lambda: progress("warm start", ws.steps),
+                    f"{ws.steps} supervised steps on {len(rows)} solutions",
+                    lambda d, on_step: warm_start(str(base), str(d), rows, steps=ws.steps, lr=ws.lr,
+                                                  batch_size=ws.batch_size, seed=cfg.seed, log=detail,
+                                                  on_step=on_step, prompt=prompt))
     stage = ws.answer_only
     if stage.steps == 0:
         return worked
     spec = {"from": str(worked.resolve()), "stage": stage.model_dump(), "batch_size": ws.batch_size, "seed": cfg.seed}
     mixed = answer_only(rows, stage.rate, cfg.seed)
-    return _stage(cache / f"warm-answer-only-{_key(spec)}", spec, log,
+    return _stage(cache / f"warm-answer-only-{_key(spec)}", spec, log, lambda: progress("answer-only", stage.steps),
                   f"{stage.steps} more steps with {stage.rate:.0%} of solutions cut to the answer",
-                  lambda d: warm_start(str(worked), str(d), mixed, steps=stage.steps, lr=stage.lr,
-                                       batch_size=ws.batch_size, seed=cfg.seed, log=log))
+                  lambda d, on_step: warm_start(str(worked), str(d), mixed, steps=stage.steps, lr=stage.lr,
+                                                batch_size=ws.batch_size, seed=cfg.seed, log=detail,
+                                                on_step=on_step, prompt=prompt))
 
 
-def _stage(out: Path, spec: dict, log: Callable[[str], None], what: str, build: Callable[[Path], dict]) -> Path:
+def _stage(out: Path, spec: dict, log: Callable[[str], None], new_bar: Callable[[], Progress], what: str,
+           build: Callable[[Path, Callable[[int, float], None]], dict]) -> Path:
     if (out / _DONE).exists():
         log(f"warm start: reusing {out}")
         return out
     log(f"warm start: {what}")
-    return _cached(out, build, spec)
+    bar, recent = new_bar(), []
+
+    def on_step(step: int, loss: float) -> None:
+        recent[:] = [*recent[-19:], loss]  # the bar shows the mean loss of the last 20 steps
+        bar.update(step, f"loss {sum(recent) / len(recent):.3f}")
+
+    try:
+        return _cached(out, lambda d: build(d, on_step), spec)
+    finally:
+        bar.close()

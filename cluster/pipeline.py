@@ -1,13 +1,18 @@
 """Moving prompts through rollout → judge → buffer by reference, surviving dead actors.
 
-`submit` fans a batch of prompts out over the rollout actors; each rollout table goes to a
-judge actor as an ObjectRef (Ray resolves it inside the judge, not here), and the judge's
-scored table goes to the buffer still as a reference. The driver keeps only small summaries.
+`submit` splits a batch of prompts evenly over the N rollout actors, one `generate` call each
+(an engine is fastest with all its sequences in one batch). Each chunk's groups are then judged
+in ceil(M / N) calls, dealt round-robin over the M judges: the fewest and largest judge calls
+(a judge takes a whole call's samples through `judge_batch`, one batch for a model-backed
+judge) that still give every judge work in every batch. A judge call receives the rollout
+table as an ObjectRef (Ray resolves it inside the judge, not here) with the group ids it
+judges; its scored table goes to the buffer still as a reference. The driver keeps only small
+summaries.
 
-A piece of work whose rollout or judge actor died is re-issued after the actor is replaced
-(a new rollout actor first receives the current weights). Group ids travel with the prompts,
-so a re-issued group is the same group: nothing is lost and nothing counted twice — the buffer
-only ever sees a group whose judge finished.
+A judge call whose rollout or judge actor died is re-issued after the actor is replaced (a new
+rollout actor first receives the current weights, then generates its chunk again). Group ids
+travel with the prompts, so a re-issued group is the same group, and only the calls that
+failed are re-issued: the buffer sees each group once, and only after its judge finished.
 """
 from __future__ import annotations
 
@@ -15,13 +20,24 @@ from dataclasses import dataclass, field
 
 import ray  # noqa: F401  (ObjectRef in annotations)
 
-from cluster.actor_group import ActorDied, ActorGroup, get
+from cluster.actor_group import ActorDied, ActorError, ActorGroup, get
 from core.config import Config
 
 
 @dataclass
+class JudgeCall:
+    """The groups one judge scores out of one rollout chunk, and where its results are."""
+    group_ids: list[str]
+    judge_index: int
+    summary: "ray.ObjectRef | None" = None
+    added: "ray.ObjectRef | None" = None
+    result: dict | None = None  # the summary, once collected
+    attempts: int = 0
+
+
+@dataclass
 class Work:
-    """One chunk of prompts on one rollout actor, and where its results are."""
+    """One chunk of prompts on one rollout actor, and its judge calls."""
     step: int
     prompts: list[dict]
     n: int
@@ -29,9 +45,9 @@ class Work:
     seed: int
     to_buffer: bool
     rollout_index: int
-    summary: "ray.ObjectRef | None" = None
-    added: "ray.ObjectRef | None" = None
-    attempts: int = 0
+    calls: list[JudgeCall] = field(default_factory=list)
+    table: "ray.ObjectRef | None" = None
+    engine: str = ""  # the rollout actor that generated `table` (a replacement has another name)
 
 
 @dataclass
@@ -58,64 +74,103 @@ def split_evenly(items: list, parts: int) -> list[list]:
     return out
 
 
+def judge_pieces(chunks: list[list], num_judges: int) -> list[list[list]]:
+    """Each non-empty chunk split into ceil(num_judges / chunks) pieces (empty pieces dropped):
+    with at least num_judges items in all, there are at least num_judges pieces."""
+    per_chunk = -(-num_judges // max(1, sum(1 for c in chunks if c)))
+    return [[p for p in split_evenly(c, per_chunk) if p] for c in chunks]
+
+
 class Pipeline:
     def __init__(self, cfg: Config, rollout: ActorGroup, judges: ActorGroup, buffer, weights: Weights,
                  log=print, max_attempts: int = 3):
         self.cfg, self.rollout, self.judges, self.buffer = cfg, rollout, judges, buffer
         self.weights, self.log, self.max_attempts = weights, log, max_attempts
-        self.restarts = {"rollout": 0, "judge": 0}
+        self.restarts = {rollout.name: 0, judges.name: 0}
 
     def submit(self, step: int, prompts: list[dict], n: int | None = None, temperature: float | None = None,
                to_buffer: bool = True) -> Batch:
         r = self.cfg.rollout
         batch = Batch(step)
-        for i, chunk in enumerate(split_evenly(prompts, len(self.rollout))):
+        chunks = split_evenly(prompts, len(self.rollout))
+        for i, (chunk, pieces) in enumerate(zip(chunks, judge_pieces(chunks, len(self.judges)))):
             if not chunk:
                 continue
             seed = (self.cfg.seed * 1_000_003 + step * 1_009 + i) % (2**31)
             work = Work(step, chunk, n or r.samples_per_prompt,
                         r.temperature if temperature is None else temperature, seed, to_buffer, i)
-            self._launch(work)
+            work.calls = [JudgeCall([p["group_id"] for p in piece], self.judges.next_index()) for piece in pieces]
+            self._generate(work)
+            for call in work.calls:
+                self._judge(work, call)
             batch.works.append(work)
         return batch
 
-    def _launch(self, w: Work) -> None:
-        w.attempts += 1
-        table = self.rollout.actors[w.rollout_index].generate.remote(
-            w.prompts, n=w.n, max_tokens=self.cfg.rollout.max_new_tokens, temperature=w.temperature, seed=w.seed)
-        w.summary, scored = self.judges.next_actor().score.options(num_returns=2).remote(table)
-        w.added = self.buffer.add.remote(w.summary, [scored]) if w.to_buffer else None
+    def _generate(self, w: Work) -> None:
+        w.engine = self.rollout.actor_name(w.rollout_index)
+        w.table = self.rollout.actors[w.rollout_index].generate.remote(
+            w.prompts, n=w.n, max_tokens=self.cfg.rollout.max_new_tokens, temperature=w.temperature,
+            top_p=self.cfg.rollout.top_p, seed=w.seed)
+
+    def _judge(self, w: Work, call: JudgeCall) -> None:
+        call.attempts += 1
+        judge = self.judges.actors[call.judge_index]
+        call.summary, scored = judge.score.options(num_returns=2).remote(w.table, call.group_ids)
+        call.added = self.buffer.add.remote(call.summary, [scored]) if w.to_buffer else None
 
     def collect(self, batch: Batch) -> list[dict]:
-        """Block until every piece of the batch is judged (and in the buffer); returns summaries."""
+        """Block until every judge call of the batch is done (and in the buffer); returns the
+        calls' summaries."""
         timeout = self.cfg.trainer.call_timeout_s
-        summaries = []
         for w in batch.works:
-            while True:
-                try:
-                    if w.added is not None:
-                        get(w.added, timeout, f"buffer.add (step {w.step})")
-                    summaries.append(get(w.summary, timeout, f"rollout/judge (step {w.step})"))
-                    break
-                except ActorDied as died:
-                    if w.attempts >= self.max_attempts:
-                        raise RuntimeError(f"step {w.step}: gave up after {w.attempts} attempts") from died
-                    self.log(f"step {w.step}: {died}; replacing dead actors and re-issuing "
-                             f"{len(w.prompts)} prompts")
-                    self.heal()
-                    self._launch(w)
-        return summaries
+            for call in w.calls:
+                while call.result is None:
+                    what = f"step {w.step} ({w.engine} → {self.judges.actor_name(call.judge_index)})"
+                    try:
+                        if call.added is not None:
+                            get(call.added, timeout, f"{what}: buffer.add")
+                        call.result = get(call.summary, timeout, what)
+                    except ActorDied as died:
+                        if call.attempts >= self.max_attempts:
+                            raise ActorError(f"{what}: gave up after {call.attempts} attempts") from died
+                        self.log(f"{died}; replacing dead actors and re-issuing {len(call.group_ids)} groups")
+                        self.heal()
+                        if self.rollout.actor_name(w.rollout_index) != w.engine:
+                            self._generate(w)  # its engine was replaced: the old table may be gone
+                        self._judge(w, call)
+        return [call.result for w in batch.works for call in w.calls]
 
     def heal(self) -> None:
         """Replace dead rollout/judge actors; bring every engine to the current weights."""
-        timeout = self.cfg.trainer.call_timeout_s
-        for group, role in ((self.rollout, "rollout"), (self.judges, "judge")):
+        for group in (self.rollout, self.judges):
             for i in group.dead_indices():
-                group.replace(i, timeout)
-                self.restarts[role] += 1
+                self.log(f"{group.actor_name(i)} is gone; starting a replacement")
+                group.replace(i)
+                self.restarts[group.name] += 1
         if self.weights.packed is not None:
-            stale = [a for a, v in zip(self.rollout.actors, self.rollout.get_all("version", timeout_s=timeout))
-                     if v != self.weights.version]
-            get([a.update_weights.remote(self.weights.packed, self.weights.version) for a in stale],
-                timeout, "rollout.update_weights (restored engine)")
+            versions = self.rollout.get_all("version")
+            stale = [i for i, v in enumerate(versions) if v != self.weights.version]
+            get([self.rollout.actors[i].update_weights.remote(self.weights.packed, self.weights.version)
+                 for i in stale], self.rollout.timeout_s, "rollout.update_weights (restored engine)",
+                [self.rollout.actor_name(i) for i in stale])
 
+    def ask_all(self, group: ActorGroup, method: str, *args) -> list:
+        """`method` on every actor of `group`; a dead one is replaced (`heal`) and all are asked again."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return group.get_all(method, *args)
+            except ActorDied as died:
+                if attempt == self.max_attempts:
+                    raise
+                self.log(f"{died}; replacing dead actors")
+                self.heal()
+        raise AssertionError("unreachable")
+
+    def sync(self, packed: "ray.ObjectRef", version: int) -> None:
+        """Every engine serves `packed` as `version` (a replaced engine is brought up to it)."""
+        self.weights = Weights(packed, version)
+        try:
+            self.rollout.get_all("update_weights", packed, version)
+        except ActorDied as died:
+            self.log(f"weight sync: {died}; replacing it")
+            self.heal()

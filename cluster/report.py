@@ -1,29 +1,66 @@
-"""What a run leaves behind: progress lines, a metrics log, summary.json and a plot."""
+"""What a run shows and leaves behind: the console, a metrics log, summary.json and a plot."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
+
+from cluster.logs import route_library_logs
+from cluster.progress import Progress
+from learner.checkpoints import write_atomically
 
 
 class RunLog:
-    """Prints one progress line per event and appends every record to metrics.jsonl."""
+    """The console shows progress bars (warm start, training), evaluations and problems, each
+    problem once; every line also goes to logs/driver.log, beside the libraries' logs
+    (cluster/logs.py). Every step and evaluation is a record appended to metrics.jsonl."""
 
-    def __init__(self, run_dir: Path, resume: bool = False):
+    def __init__(self, run_dir: Path, stream: TextIO | None = None):
         self.run_dir = run_dir
         self.path = run_dir / "metrics.jsonl"
+        self.stream = stream or sys.stderr
         self.t0 = time.monotonic()
-        if not resume and self.path.exists():
-            self.path.unlink()
+        self.logger = logging.getLogger("thoughtrl")
+        self.log_file = route_library_logs(run_dir / "logs" / "driver.log")
+        self.bar: Progress | None = None
+        self._warned: set[str] = set()
 
     def keep_until(self, step: int) -> None:
         """On resume: forget what happened after the checkpoint, which the run now redoes."""
         kept = [r for r in read_records(self.run_dir) if r.get("step", 0) <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def _say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.clear()
+        print(f"[{time.monotonic() - self.t0:7.1f}s] {text}", file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.redraw()
 
     def info(self, msg: str) -> None:
-        print(f"[{time.monotonic() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+        self.logger.info(msg)
+        self._say(msg)
+
+    def warn(self, msg: str, key: str | None = None) -> None:
+        """A problem: on the console the first time its `key` (default: the message) comes up,
+        in the driver log every time."""
+        self.logger.warning(msg)
+        if (key or msg) not in self._warned:
+            self._warned.add(key or msg)
+            self._say(f"warning: {msg}")
+
+    def progress(self, label: str, total: int, done: int = 0) -> Progress:
+        """A progress bar on the console until it is closed (its final state stays as a line)."""
+        self.bar = Progress(label, total, done=done, stream=self.stream, on_close=self._closed)
+        return self.bar
+
+    def _closed(self, bar: Progress) -> None:
+        self.logger.info(bar.line())
+        if self.bar is bar:
+            self.bar = None
 
     def record(self, kind: str, **fields) -> None:
         rec = {"kind": kind, "time": round(time.time(), 3), **fields}
@@ -32,10 +69,24 @@ class RunLog:
 
     def step(self, rec: dict) -> None:
         self.record("step", **rec)
-        self.info(
-            f"step {rec['step']:>4} | samples {rec['samples_trained']:>6} | reward {rec['reward_mean']:+.3f}"
-            f" | acc {rec['train_accuracy']:.3f} | thoughts/sample {rec['thoughts_per_sample']:.2f}"
-            f" | loss {rec['loss']:+.4f} | {rec['rollout_tokens_per_s']:.0f} tok/s | {rec['step_seconds']:.1f}s")
+        line = (f"reward {rec['reward_mean']:+.3f} | acc {rec['train_accuracy']:.3f} | "
+                f"thoughts/sample {rec['thoughts_per_sample']:.2f} | loss {rec['loss']:+.4f} | "
+                f"{rec['rollout_tokens_per_s']:.0f} tok/s")
+        self.logger.info(f"step {rec['step']} | samples {rec['samples_trained']} | {line} | {rec['step_seconds']:.1f}s")
+        if rec.get("judge_errors"):
+            self.warn(f"step {rec['step']}: {rec['judge_errors']} samples lost to judge errors (a judge error "
+                      "costs its sample only; the total is in summary.json)",
+                      key="judge_errors")
+        if self.bar is not None:
+            self.bar.update(rec["step"], line)
+            if rec["step"] >= self.bar.total:
+                self.bar.close()
+
+    def stale_drops(self, step: int, buffer: dict) -> None:
+        """Samples the buffer refused as too old (trainer.max_staleness): a problem worth seeing."""
+        if buffer.get("samples_stale_dropped"):
+            self.warn(f"step {step}: {buffer['samples_stale_dropped']} samples dropped so far as more than "
+                      "trainer.max_staleness versions old", key="stale_drops")
 
 
 def read_records(run_dir: Path, kind: str | None = None) -> list[dict]:
@@ -48,7 +99,7 @@ def read_records(run_dir: Path, kind: str | None = None) -> list[dict]:
 
 def write_summary(run_dir: Path, summary: dict) -> Path:
     path = run_dir / "summary.json"
-    path.write_text(json.dumps(summary, indent=2))
+    write_atomically(path, json.dumps(summary, indent=2))
     return path
 
 

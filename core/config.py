@@ -1,25 +1,29 @@
 """Typed configuration behind the YAML files.
 
 Every section is a pydantic model that forbids unknown keys, so a typo is an error naming the
-field instead of a silently ignored setting. `load_config` reads YAML, applies `--set a.b=v`
-overrides and validates once.
+field instead of a silently ignored setting. Types are strict (`max_steps: true`, `2.0` or `"3"`
+is an error, not 1, 2 or 3) and floats finite. `load_config` reads YAML, applies `--set a.b=v`
+overrides and validates once. What needs more than the config itself (registries, data files,
+the model directory, the run directory) is checked by `cluster.validate` before Ray starts.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.arith_task import ArithTaskConfig
-from core.datasets import FieldMap
+from core.datasets import FieldMap, SyntheticTaskConfig
+from core.prompts import BOXED_INSTRUCTION, PROMPT_TEMPLATE, check_template
 from core.tiny_model import TinyModelConfig
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -28,6 +32,16 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     max_model_len: int = Field(1024, gt=0)
     cache_dir: str | None = None  # built/warm-started models; None: <trainer.output_dir>/_models
+
+
+class PromptConfig(Section):
+    """How a problem becomes the policy's prompt (core.prompts.PromptFormat)."""
+    style: Literal["auto", "chat", "plain"] = "auto"  # auto: chat if the tokenizer has a chat template
+    template: str = PROMPT_TEMPLATE  # plain: the whole prompt, with {problem}
+    instruction: str | None = BOXED_INSTRUCTION  # chat: follows the problem in the user message
+    system: str | None = None  # chat: a system message
+
+    _template_has_problem = field_validator("template")(check_template)
 
 
 class AnswerOnlyStageConfig(Section):
@@ -54,7 +68,7 @@ class DataConfig(Section):
     eval: str = "synthetic"
     fields: FieldMap = FieldMap()  # which columns hold problem / answer / solution
     eval_size: int = Field(200, gt=0)
-    synthetic: ArithTaskConfig = ArithTaskConfig()
+    synthetic: SyntheticTaskConfig = ArithTaskConfig()  # `task: shortcut` for core/shortcut_task.py
 
 
 class RolloutConfig(Section):
@@ -83,7 +97,7 @@ class JudgeConfig(Section):
 
 
 class AlgorithmConfig(Section):
-    name: Literal["tpgrpo", "tpgrpo_static", "grpo", "step_grpo", "reasonflux"] = "tpgrpo"
+    name: str = "tpgrpo"  # any registered algorithm (reward_service.advantages.known_algorithms)
     alpha: float = Field(1.0, ge=0)
     beta: float = Field(0.75, ge=0, le=1)  # reasonflux: weight of the process reward r̂
     clip_eps: float = Field(0.2, gt=0)
@@ -92,7 +106,7 @@ class AlgorithmConfig(Section):
 
 class LearnerConfig(Section):
     num_ranks: int = Field(2, ge=1)
-    zero_stage: Literal[0, 1, 2, 3] = 2
+    zero_stage: int = Field(2, ge=0, le=3)  # not a Literal: Literal[0..3] would take `true` as 1
     lr: float = Field(1e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     micro_batch_size: int = Field(16, ge=1)
@@ -110,6 +124,7 @@ class TrainerConfig(Section):
     eval_every: int = Field(0, ge=0)  # 0: evaluate only before and after training
     check_weights_every: int = Field(0, ge=0)  # compare engine and learner weight hashes every N steps
     checkpoint_every: int = Field(0, ge=0)  # 0: never; `--resume` continues from the latest
+    keep_checkpoints: int = Field(2, ge=1)  # complete checkpoints kept; older ones are deleted
     output_dir: str = "runs"
     call_timeout_s: float = Field(600.0, gt=0)
 
@@ -123,9 +138,10 @@ class MetricsConfig(Section):
 
 
 class Config(Section):
-    name: str = "local"
+    name: str = "local"  # the run directory's name under trainer.output_dir
     seed: int = 0
     model: ModelConfig = ModelConfig()
+    prompt: PromptConfig = PromptConfig()
     warm_start: WarmStartConfig = WarmStartConfig()
     data: DataConfig = DataConfig()
     rollout: RolloutConfig = RolloutConfig()
@@ -134,6 +150,14 @@ class Config(Section):
     learner: LearnerConfig = LearnerConfig()
     trainer: TrainerConfig = TrainerConfig()
     metrics: MetricsConfig = MetricsConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_directory_name(cls, name: str) -> str:
+        # The run directory is output_dir/name: a path in the name would put the run elsewhere.
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise ValueError("must be a plain directory name (no '/')")
+        return name
 
     @model_validator(mode="after")
     def _staleness_covers_sync(self) -> "Config":
@@ -154,6 +178,19 @@ class ConfigError(ValueError):
     """A config problem, phrased for the user: names the file and the field."""
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML as written by people: `1e-4` is a float (PyYAML reads it as a string, YAML 1.2 does not)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
@@ -170,7 +207,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got '{text}'")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    return key.strip(), _read_yaml(raw) if raw.strip() else None
 
 
 def _known_fields(loc: tuple) -> list[str]:
@@ -194,7 +231,7 @@ def _describe(err: ValidationError, source: str) -> str:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             lines.append(f"  {field}: unknown field{hint}")
         elif loc:
-            lines.append(f"  {field}: {e['msg']} (got {e['input']!r})")
+            lines.append(f"  {field}: {e['msg'].removeprefix('Value error, ')} (got {e['input']!r})")
         else:
             lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
@@ -206,7 +243,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     if path is not None:
         source = str(path)
         try:
-            tree = yaml.safe_load(Path(path).read_text()) or {}
+            tree = _read_yaml(Path(path).read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except yaml.YAMLError as e:
@@ -217,6 +254,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         key, value = parse_override(text)
         _set_path(tree, key, value)
     try:
-        return Config.model_validate(tree)
+        # strict here too: it reaches the sections defined elsewhere (tiny model, task, fields)
+        return Config.model_validate(tree, strict=True)
     except ValidationError as e:
         raise ConfigError(_describe(e, source)) from None

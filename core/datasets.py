@@ -12,13 +12,19 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Tag
 
-from core.arith_task import ArithTaskConfig, make_split
+from core import arith_task, shortcut_task
+from core.arith_task import ArithTaskConfig
 
 SYNTHETIC = "synthetic"
+# The generated tasks, by the name `data.synthetic.task` gives (none: the arithmetic task).
+SYNTHETIC_TASKS: dict[str, tuple[type[BaseModel], Callable[[Any, str], list[dict]]]] = {
+    "arith": (ArithTaskConfig, arith_task.make_split),
+    "shortcut": (shortcut_task.ShortcutTaskConfig, shortcut_task.make_split),
+}
 _FINAL_MARK = "####"
 _NUMBER_WITH_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
 
@@ -171,11 +177,32 @@ def load_file(path: str | Path, fields: FieldMap | None = None) -> LoadedData:
     return LoadedData(rows=rows, skipped=skipped)
 
 
-def load_dataset(spec: str, fields: FieldMap | None = None, synthetic: ArithTaskConfig | None = None,
+def synthetic_task(config: Any) -> str:
+    """The name of the task a `data.synthetic` section (a dict or a task config) asks for."""
+    found = config.get("task", "arith") if isinstance(config, dict) else getattr(config, "task", "arith")
+    return found if isinstance(found, str) else repr(found)
+
+
+def _without_arith_tag(config: Any) -> Any:
+    # The arithmetic task's config has no `task` field; `task: arith` only says it is meant.
+    if isinstance(config, dict) and config.get("task") == "arith":
+        return {k: v for k, v in config.items() if k != "task"}
+    return config
+
+
+# The type of `data.synthetic`: the task config that `task` names.
+SyntheticTaskConfig = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for name, (cls, _) in SYNTHETIC_TASKS.items())],
+    Discriminator(synthetic_task), BeforeValidator(_without_arith_tag)]
+
+
+def load_dataset(spec: str, fields: FieldMap | None = None, synthetic: BaseModel | None = None,
                  split: str = "train") -> LoadedData:
-    """`spec` is "synthetic" (the arithmetic task, `split` train/eval) or a jsonl/parquet path."""
+    """`spec` is "synthetic" (the task `synthetic` configures, the arithmetic one by default;
+    `split` train/eval) or a jsonl/parquet path."""
     if spec == SYNTHETIC:
-        return LoadedData(rows=make_split(synthetic or ArithTaskConfig(), split))
+        config = synthetic or ArithTaskConfig()
+        return LoadedData(rows=SYNTHETIC_TASKS[synthetic_task(config)][1](config, split))
     return load_file(spec, fields)
 
 

@@ -11,6 +11,7 @@ handles there). The same call works on GPU, where nothing is repacked.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -32,15 +33,31 @@ class Completion:
     token_char_offsets: list[int]  # char start in `text` of each token
 
 
+# vLLM's CPU worker replaces torch.set_num_threads with a no-op once it starts: keep the real one.
+_set_num_threads = torch.set_num_threads
+
+
 def _configure_process(cpu_threads: int) -> None:
     # In-process engine core: weights are reachable and no engine subprocess is spawned.
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-    # vLLM's CPU worker replaces torch.set_num_threads with a no-op once it starts, so the
-    # thread count must be fixed before. Several OpenMP threads per engine on a shared
-    # machine make every op wait at a barrier for a descheduled thread (~25x slower on 2
-    # busy cores); one engine per core with one thread each is the fast layout.
+    # Several OpenMP threads per engine on a shared machine make every op wait at a barrier
+    # for a descheduled thread (~25x slower on 2 busy cores); one engine per core with one
+    # thread each is the fast layout.
     if not torch.cuda.is_available():
-        torch.set_num_threads(cpu_threads)
+        _set_num_threads(cpu_threads)
+
+
+def _on_engine_threads(method):
+    """Run an engine call with the engine's OpenMP thread count. OpenMP keeps that count per
+    calling thread, and an actor may call from another thread than the one that built the
+    engine (Ray concurrency groups); vLLM's CPU attention aborts the process when the count
+    its metadata was planned with differs from the one it runs with."""
+    @functools.wraps(method)
+    def pinned(self, *args, **kwargs):
+        if self.on_cpu:
+            _set_num_threads(self.cpu_threads)
+        return method(self, *args, **kwargs)
+    return pinned
 
 
 class VLLMEngine:
@@ -86,8 +103,10 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.model_path = model_path
         self.tensor_parallel_size = tensor_parallel_size
+        self.cpu_threads = cpu_threads
         self.version = 0  # managed by the caller
 
+    @_on_engine_threads
     def generate(
         self,
         prompt_token_ids: list[list[int]],
@@ -123,6 +142,7 @@ class VLLMEngine:
         text, offsets = decode_with_offsets(self.tokenizer, token_ids)
         return Completion(token_ids, text, logprobs, str(c.finish_reason), offsets)
 
+    @_on_engine_threads
     def prompt_logprobs(self, prompt_token_ids: list[list[int]]) -> list[list[float]]:
         """log p(token_i | tokens_<i) for i >= 1 of each sequence (teacher forcing)."""
         from vllm import SamplingParams
@@ -136,6 +156,7 @@ class VLLMEngine:
             for ids, out in zip(prompt_token_ids, outputs)
         ]
 
+    @_on_engine_threads
     def load_weights(self, packed: Packed) -> None:
         """Serve exactly these HF-named weights from now on (tensors are read, not kept)."""
         self.llm.collective_rpc(
@@ -147,12 +168,18 @@ class VLLMEngine:
         # Cached KV blocks were computed by the old weights.
         self.llm.reset_prefix_cache()
 
+    @_on_engine_threads
     def weights_hash(self) -> str:
         """`core.weights.state_hash` of the served weights, read back in HF names and layout."""
         if self.tensor_parallel_size != 1:
             raise NotImplementedError("weights_hash reads back unsharded weights only (TP=1)")
         (digest,) = self.llm.apply_model(lambda model: state_hash(served_hf_tensors(model)))
         return digest
+
+    @_on_engine_threads
+    def encode(self, prompts: list[dict], params: Any, **kwargs: Any) -> list:
+        """vLLM's pooling call (`LLM.encode`), e.g. a PRM's per-step logits."""
+        return self.llm.encode(prompts, params, use_tqdm=False, **kwargs)
 
     def shutdown(self) -> None:
         engine = getattr(self.llm, "llm_engine", None)

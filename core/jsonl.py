@@ -50,6 +50,8 @@ def parse_line(raw: bytes | str, objects: bool = True) -> tuple[Any, str | None]
         return None, f"not valid JSON: {e.msg} at column {e.colno}"
     except RecursionError:  # "[[[[...]]]]": json recurses per level; it costs this line only
         return None, "JSON nested too deeply"
+    except ValueError as e:  # a number of more digits than Python converts to int
+        return None, f"not usable JSON: {str(e).split(';')[0][:120]}"
     if objects and not isinstance(value, dict):
         return None, f"a JSON {type(value).__name__}, not an object"
     return value, None

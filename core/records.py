@@ -31,11 +31,14 @@ VERDICT_FIELDS = [
     ("outcome_correct", pa.bool_()),
     ("extracted_answer", pa.string()),
     ("step_spans", _span_list),
-    ("step_scores", _float_list),
-    ("trajectory_score", pa.float32()),
+    ("step_scores", _float_list),  # each finite, in [0, 1]
+    # TP-GRPO labels with each step its own thought ("correct" | "incorrect" | "uncertain")
+    ("step_labels", pa.list_(pa.string())),
+    ("trajectory_score", pa.float32()),  # null, or finite in [0, 1]
     ("first_error_index", pa.int32()),
     ("thought_spans", _span_list),
-    ("thought_labels", pa.list_(pa.string())),  # "correct" | "incorrect" | "uncertain"
+    # maximal runs of equally labelled steps; a wrong solution's final thought is "incorrect"
+    ("thought_labels", pa.list_(pa.string())),
     ("judge_raw", pa.string()),
     ("judge_error", pa.string()),  # null when judging succeeded
 ]

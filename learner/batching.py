@@ -66,6 +66,11 @@ def rows_of(table: pa.Table) -> list[Row]:
         if len(r["advantages"]) != n_resp or len(r["rollout_logprobs"]) != n_resp:
             raise ValueError(f"experience row {i} ({key}): {n_resp} response tokens but "
                              f"{len(r['advantages'])} advantages, {len(r['rollout_logprobs'])} rollout_logprobs")
+        for column in ("advantages", "rollout_logprobs"):
+            bad = next((k for k, x in enumerate(r[column]) if not math.isfinite(x)), None)
+            if bad is not None:  # one NaN would make the whole step's gradient NaN
+                raise ValueError(f"experience row {i} ({key}): non-finite {column} "
+                                 f"{r[column][bad]} at response token {bad}")
         rows.append(Row(r["input_ids"], r["prompt_len"], r["advantages"], r["rollout_logprobs"],
                         key, r["policy_version"], float(r.get("reward") or 0.0)))
     return rows

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM
 
 from core.ray_metrics import PartMetrics
 from core.weights import Packed, pack, state_hash
+from learner import checkpoints
 from learner.batching import MicroBatch, concat_tables, micro_batches, rows_of, shard_rows
 from learner.loss import policy_loss, token_logprobs
 
@@ -241,19 +242,42 @@ class LearnerRank:
 
     # ---- checkpoints -----------------------------------------------------------------------
 
-    def save_checkpoint(self, ckpt_dir: str, client_state: dict) -> None:
-        """Model, optimizer and scheduler state of every rank, plus the driver's `client_state`.
+    def save_checkpoint(self, ckpt_dir: str, client_state: dict, keep: int = 2) -> None:
+        """Model, optimizer and scheduler state of every rank, plus the driver's `client_state`,
+        as checkpoint "step<N>" of `ckpt_dir`: complete or absent (learner/checkpoints.py).
 
+        Every rank writes its files; the ranks then hash them between them; rank 0 writes the
+        manifest, points `latest` at the new checkpoint and keeps the `keep` newest complete ones.
         `ckpt_dir` must be one directory all ranks can write (a shared filesystem across nodes).
         """
+        tag, dist = checkpoints.tag_for(self.step), torch.distributed
+        tag_dir = Path(ckpt_dir) / tag
+        if self.rank == 0:
+            shutil.rmtree(tag_dir, ignore_errors=True)  # left by a save that did not finish
+        dist.barrier()
         state = {"client_state": client_state, "learner_step": self.step}
-        self.engine.save_checkpoint(str(ckpt_dir), tag=f"step{self.step}", client_state=state)
+        # DeepSpeed's own `latest` is written without a rename; checkpoints.commit writes it.
+        self.engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=state, save_latest=False)
+        names = [checkpoints.list_files(tag_dir) if self.rank == 0 else None]
+        dist.broadcast_object_list(names, src=0)
+        described = [None] * self.world_size
+        dist.all_gather_object(described, checkpoints.describe_files(tag_dir, names[0][self.rank::self.world_size]))
+        if self.rank == 0:
+            checkpoints.write_manifest(tag_dir, {k: v for part in described for k, v in part.items()})
+            checkpoints.commit(ckpt_dir, tag, keep)
+        dist.barrier()  # no rank returns before the checkpoint is committed
 
-    def load_checkpoint(self, ckpt_dir: str) -> dict:
-        """Restore the latest checkpoint in `ckpt_dir`; returns the driver's client_state."""
-        path, state = self.engine.load_checkpoint(str(ckpt_dir), load_optimizer_states=True,
+    def load_checkpoint(self, ckpt_dir: str, tag: str | None = None) -> dict:
+        """Restore checkpoint `tag` of `ckpt_dir` (default: the newest complete one); returns the
+        driver's client_state. The driver picks and verifies the tag (checkpoints.find) so that
+        every rank loads the same one."""
+        if tag is None:
+            tag = checkpoints.find(ckpt_dir).tag
+            if tag is None:
+                raise FileNotFoundError(f"no complete checkpoint in {ckpt_dir}")
+        path, state = self.engine.load_checkpoint(str(ckpt_dir), tag=tag, load_optimizer_states=True,
                                                   load_lr_scheduler_states=True)
         if path is None:
-            raise FileNotFoundError(f"no DeepSpeed checkpoint found in {ckpt_dir}")
+            raise FileNotFoundError(f"DeepSpeed found no checkpoint {tag} in {ckpt_dir}")
         self.step = int(state["learner_step"])
         return state["client_state"]

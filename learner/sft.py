@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import torch
 
 from core.arith_task import is_correct
-from core.prompts import format_prompt
+from core.prompts import PromptFormat, format_prompt
 
 IGNORE = -100  # label value the loss skips
 
@@ -41,13 +41,13 @@ def answer_only(rows: list[dict], rate: float, seed: int) -> list[dict]:
             for row in rows]
 
 
-def _encode(tokenizer, rows: list[dict]) -> list[tuple[list[int], list[int]]]:
+def _encode(tokenizer, rows: list[dict], prompt: PromptFormat = format_prompt) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per row: prompt + solution + eos, prompt positions masked out."""
     out = []
     for row in rows:
-        prompt = tokenizer(format_prompt(row["problem"]), add_special_tokens=False)["input_ids"]
+        prompt_ids = tokenizer(prompt(row["problem"]), add_special_tokens=False)["input_ids"]
         answer = tokenizer(row["solution"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        out.append((prompt + answer, [IGNORE] * len(prompt) + answer))
+        out.append((prompt_ids + answer, [IGNORE] * len(prompt_ids) + answer))
     return out
 
 
@@ -88,11 +88,13 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int, floor: float = 0.
 
 def warm_start(model_dir: str, out_dir: str, rows: list[dict], steps: int, lr: float, batch_size: int,
                seed: int, log: Callable[[str], None] = print, log_every: int = 20,
-               num_threads: int | None = None) -> dict:
+               num_threads: int | None = None, prompt: PromptFormat = format_prompt,
+               on_step: Callable[[int, float], None] | None = None) -> dict:
     """Train on `rows` ({problem, solution}) and save a Hugging Face model dir to `out_dir`.
 
-    `num_threads` defaults to every core; on a machine shared with other busy processes one
-    thread is often several times faster, because OpenMP threads wait on each other."""
+    `log` gets a line every `log_every` steps, `on_step(step, loss)` a call after every step (for
+    a progress bar). `num_threads` defaults to every core; on a machine shared with other busy
+    processes one thread is often several times faster, because OpenMP threads wait on each other."""
     if not rows:
         raise ValueError("warm_start needs at least one row")
     if steps < 1 or batch_size < 1:
@@ -101,7 +103,7 @@ def warm_start(model_dir: str, out_dir: str, rows: list[dict], steps: int, lr: f
     torch.manual_seed(seed)
     model, tokenizer = _load(model_dir)
     model.train()
-    examples = _encode(tokenizer, rows)
+    examples = _encode(tokenizer, rows, prompt)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     warmup = max(1, steps // 20)
     batches = length_grouped_batches([len(ids) for ids, _ in examples], batch_size, seed)
@@ -118,6 +120,8 @@ def warm_start(model_dir: str, out_dir: str, rows: list[dict], steps: int, lr: f
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
         if (step + 1) % log_every == 0 or step + 1 == steps:
             now = time.perf_counter()
             recent = losses[last_logged:]

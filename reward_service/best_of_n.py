@@ -4,26 +4,32 @@
                                                 [--model DIR] [-o KEY=VALUE] [--json]
 
 IN.jsonl holds either one row per candidate, `{"problem", "response", "answer"}` (with an
-optional `problem_id`; rows of the same `problem_id`, or without one of the same problem text,
-are one problem's candidates), or one row per problem, `{"problem", "responses": [...],
-"answer"}`. Each aggregation (all four unless `--aggregate` names one) picks the candidate with
-the highest aggregated score (the first on ties); majority vote over the extracted final
-answers is the baseline. Reported: the accuracy of every picker, the oracle (any candidate
+optional `problem_id`, a string or an integer; rows of the same `problem_id`, or without one (or
+with null) of the same problem text, are one problem's candidates), or one row per problem,
+`{"problem", "responses": [...], "answer"}` (`row_candidates` reads a row, for every scoring
+command). Bad rows (not JSON, binary, a missing or mistyped field) are reported on stderr with
+their line number and skipped. Each aggregation (all four unless `--aggregate` names one)
+picks the candidate with the highest aggregated score (the first on ties); majority vote over
+the extracted final answers is the baseline. Reported: the accuracy of every picker, the oracle (any candidate
 correct) and the mean accuracy of a single candidate.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from reward_service.grading import GradingPool, plain_number
-from reward_service.judges.cli import add_judge_arguments, judge_options
-from reward_service.scorer import Scorer
+from core.jsonl import read_jsonl
+from reward_service.cli_io import CliError, starting, text_field
+from reward_service.grading import GradingPool, check_settings, plain_number
+from reward_service.judges.cli import add_judge_arguments, parse_judge_options
+from reward_service.scorer import Scorer, check_options
 from reward_service.verdict import Verdict
 
 AGGREGATIONS = {
@@ -43,57 +49,72 @@ def aggregate(scores: list[float], how: str) -> float:
 
 @dataclass
 class Candidate:
-    problem_id: str
+    problem_id: str | None  # as the row gives it; None where it has none
     problem: str
     response: str
     answer: str | None
     line: int
 
+    @property
+    def group(self) -> tuple[str, str]:
+        """Rows of one `problem_id` are one problem; rows without one, those of one text."""
+        return ("text", self.problem) if self.problem_id is None else ("id", self.problem_id)
 
-def _text(row: dict, key: str, required: bool) -> str | None:
-    value = row.get(key)
-    if value is None and not required:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "answer":
-        return str(value)  # a numeric gold answer in JSON
-    if not isinstance(value, str):
-        raise ValueError(f"needs a string field {key!r}")
-    return value
+    @property
+    def name(self) -> str:
+        return self.problem if self.problem_id is None else self.problem_id
+
+
+def row_candidates(row: dict, line: int, need_answer: bool = True) -> list[Candidate]:
+    """The candidates of one input row (one `response`, or a `responses` list); a missing or
+    mistyped field raises ValueError naming it. The row parser of every scoring command."""
+    problem = text_field(row, "problem")
+    answer = text_field(row, "answer", required=need_answer, number=True)
+    pid = row.get("problem_id")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
+        raise ValueError("problem_id must be a string or an integer")
+    if "responses" in row:
+        responses = row["responses"]
+        if not isinstance(responses, list) or not responses or \
+                not all(isinstance(r, str) for r in responses):
+            raise ValueError("'responses' must be a non-empty list of strings")
+    else:
+        responses = [text_field(row, "response")]
+    return [Candidate(None if pid is None else str(pid), problem, r, answer, line)
+            for r in responses]
+
+
+def read_rows(path: str | Path, need_answer: bool = True) -> list[tuple[int, list[Candidate] | str]]:
+    """Every row in file order, as its candidates or the reason it is bad (each bad row is
+    reported on stderr)."""
+    records = read_jsonl(path)
+    good: list[tuple[int, list[Candidate] | str]] = []
+    for lineno, row in records.rows:
+        try:
+            good.append((lineno, row_candidates(row, lineno, need_answer)))
+        except ValueError as e:
+            records.add_bad(lineno, str(e))
+    records.bad.sort()
+    records.report(lambda line: print(line, file=sys.stderr))
+    return sorted(good + records.bad, key=lambda entry: entry[0])
 
 
 def read_candidates(path: str | Path, need_answer: bool = True) -> tuple[list[Candidate], int]:
-    """Candidates in file order and the number of bad rows (each reported on stderr)."""
-    out: list[Candidate] = []
-    bad = 0
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-            problem = _text(row, "problem", True)
-            answer = _text(row, "answer", need_answer)
-            pid = str(row.get("problem_id", problem))
-            if "responses" in row:
-                responses = row["responses"]
-                if not isinstance(responses, list) or not responses or \
-                        not all(isinstance(r, str) for r in responses):
-                    raise ValueError("'responses' must be a non-empty list of strings")
-            else:
-                responses = [_text(row, "response", True)]
-            out.extend(Candidate(pid, problem, r, answer, lineno) for r in responses)
-        except ValueError as e:  # json.JSONDecodeError is a ValueError
-            bad += 1
-            print(f"{path}:{lineno}: skipped ({e})", file=sys.stderr)
+    """Candidates in file order and the number of bad rows (each reported on stderr); a file
+    without a single usable row is a CliError."""
+    rows = read_rows(path, need_answer)
+    out = [c for _, entry in rows if not isinstance(entry, str) for c in entry]
+    bad = sum(isinstance(entry, str) for _, entry in rows)
+    if not out:
+        raise CliError(f"{path}: no usable rows ({bad} bad)")
     return out, bad
 
 
-def group_by_problem(candidates: list[Candidate]) -> dict[str, list[int]]:
-    """Candidate indices per problem id, in first-seen order."""
-    groups: dict[str, list[int]] = {}
+def group_by_problem(candidates: list[Candidate]) -> dict[tuple[str, str], list[int]]:
+    """Candidate indices per problem (`Candidate.group`), in first-seen order."""
+    groups: dict[tuple[str, str], list[int]] = {}
     for i, c in enumerate(candidates):
-        groups.setdefault(c.problem_id, []).append(i)
+        groups.setdefault(c.group, []).append(i)
     return groups
 
 
@@ -165,14 +186,34 @@ def evaluate(candidates: list[Candidate], verdicts: list[Verdict], aggregations:
     }
 
 
-def make_scorer(args) -> tuple[Scorer, GradingPool]:
-    grader = GradingPool(num_workers=args.workers, timeout_s=args.timeout)
+def scoring_options(args) -> dict:
+    """Check every setting of a scoring command before any work (`--workers`, `--timeout`,
+    the judge's options and `splitter_options`): a ValueError names the first problem. Returns
+    the judge options."""
+    check_settings(args.workers, args.timeout, names=("--workers", "--timeout"))
+    options = parse_judge_options(args)
+    check_options(args.judge, args.splitter, options)
+    return options
+
+
+@contextlib.contextmanager
+def make_scorer(args, options: dict, require_answer: bool = False) -> Iterator[Scorer]:
+    """The Scorer of `--judge` with its `options` (checked by `scoring_options`), grading with
+    `--workers` processes; a judge that cannot start is a CliError naming it. Everything it
+    started is stopped on the way out."""
+    grader = GradingPool(num_workers=args.workers, timeout_s=args.timeout,
+                         require_answer=require_answer)
     try:
-        return Scorer(judge=args.judge, splitter=args.splitter, grader=grader,
-                      **judge_options(args)), grader
+        with starting(f"judge {args.judge!r}"):
+            scorer = Scorer(judge=args.judge, splitter=args.splitter, grader=grader, **options)
     except BaseException:
         grader.close()
         raise
+    try:
+        yield scorer
+    finally:
+        scorer.close()
+        grader.close()
 
 
 def add_scoring_arguments(p: argparse.ArgumentParser) -> None:
@@ -183,14 +224,11 @@ def add_scoring_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per graded answer")
 
 
-def run(args) -> int:
+def run(args, options: dict) -> int:
     candidates, bad = read_candidates(args.input)
     aggregations = [args.aggregate] if args.aggregate else list(AGGREGATIONS)
-    scorer, grader = make_scorer(args)
-    try:
+    with make_scorer(args, options) as scorer:
         verdicts = score_all(scorer, candidates)
-    finally:
-        grader.close()
     report = {**evaluate(candidates, verdicts, aggregations), "bad_rows": bad}
     if args.json:
         print(json.dumps(report))
@@ -211,4 +249,4 @@ def add_parser(sub) -> None:
     p.add_argument("--aggregate", choices=sorted(AGGREGATIONS),
                    help="report only this aggregation (default: all four)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(run=run)
+    p.set_defaults(check=scoring_options, run=run)

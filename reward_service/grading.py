@@ -1,11 +1,16 @@
-"""Safe, fast answer grading: a pool of killable math-verify worker processes.
+"""Safe, fast answer grading: math-verify's verdict, in a pool of killable worker processes.
 
-Every answer gets a wall-clock limit; a worker that overruns it is SIGKILLed and replaced, and
-only that row is marked `timeout`. Plain numbers (most of GSM8K) are compared exactly in-process
-without the pool. Usable from any thread (asyncio executors, Ray actor threads).
+A grade is math-verify's `verify(parse(gold), parse(response))` with its default extraction
+(its own patterns and priorities; reward_service.grading_worker), a bare LaTeX gold being read
+whole (answers.gold_readings). Every answer gets a wall-clock limit; a worker that overruns it
+is SIGKILLed and replaced, and only that row is marked `timeout`. Where math-verify's own
+patterns read a plain integer on both sides (GSM8K's `#### 18`, `\\boxed{52}`), the integers are
+compared in-process, without a worker: math-verify would compare the same integers. Usable
+from any thread (asyncio executors, Ray actor threads); `grade` never raises.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -17,10 +22,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable
 
-from reward_service.answers import extract_answer
+from reward_service.answers import SCAN_CHARS, first_candidate, gold_readings, stated_candidate
 from reward_service.grading_worker import worker_main
 
 _STARTUP_TIMEOUT_S = 120.0  # importing sympy in a fresh process on a busy machine
+_MAX_TIMEOUT_S = 3600.0
 _PLAIN_NUMBER = re.compile(r"[-+]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\$?\.\d+")
 
 
@@ -31,6 +37,24 @@ class Grade:
     error: str | None = None
 
 
+def max_workers() -> int:
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_settings(num_workers: int, timeout_s: float,
+                   names: tuple[str, str] = ("workers", "timeout")) -> None:
+    """ValueError naming the setting (by `names`: a command line's `--workers`, ...), for a pool
+    that could not work as asked."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) \
+            or not 1 <= num_workers <= max_workers():
+        raise ValueError(f"{names[0]} must be a whole number from 1 to {max_workers()} "
+                         f"(4 per CPU), got {num_workers!r}")
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) \
+            or not math.isfinite(timeout_s) or not 0 < timeout_s <= _MAX_TIMEOUT_S:
+        raise ValueError(f"{names[1]} must be a number of seconds above 0 and at most "
+                         f"{_MAX_TIMEOUT_S:g}, got {timeout_s!r}")
+
+
 def plain_number(text: str | None) -> Fraction | None:
     """The exact value of a plain number such as "1,234", "18", "-3.50", "$5"; else None."""
     if text is None:
@@ -38,12 +62,32 @@ def plain_number(text: str | None) -> Fraction | None:
     text = text.strip()
     if not _PLAIN_NUMBER.fullmatch(text):
         return None
-    return Fraction(text.replace(",", "").replace("$", ""))
+    try:
+        return Fraction(text.replace(",", "").replace("$", ""))
+    except ValueError:  # more digits than Python converts
+        return None
 
 
-def gold_answer(gold: str) -> str:
-    """The answer inside a gold field that may be a bare answer or a whole solution."""
-    return extract_answer(gold) or gold.strip()
+def settle_in_process(response: str, gold: str, require_answer: bool = False) -> Grade | None:
+    """The grade where math-verify's own patterns settle it without sympy (a plain integer on
+    both sides, or no answer at all); None where math-verify must parse. Reads at most
+    `answers.SCAN_CHARS` of each text, so it never takes long."""
+    if len(response) > SCAN_CHARS or len(gold) > SCAN_CHARS:
+        return None
+    try:
+        pred = stated_candidate(response) if require_answer else first_candidate(response)
+        if pred is None:  # states no answer, or math-verify finds nothing to read: wrong
+            return Grade(False, None, None)
+        if pred.integer is None:
+            return None
+        if gold_readings(gold) != [gold]:  # a bare LaTeX gold: math-verify parses it whole
+            return None
+        gold_candidate = first_candidate(gold)
+        if gold_candidate is None or gold_candidate.integer is None:
+            return None
+        return Grade(pred.integer == gold_candidate.integer, pred.text)
+    except Exception:  # an odd text: math-verify in a worker decides
+        return None
 
 
 class _Worker:
@@ -51,7 +95,7 @@ class _Worker:
 
     def __init__(self, ctx) -> None:
         self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=worker_main, args=(child_conn,), daemon=True)
+        self.process = ctx.Process(target=worker_main, args=(child_conn, os.getpid()), daemon=True)
         self.process.start()
         child_conn.close()
         self.ready = False
@@ -70,29 +114,18 @@ class _Worker:
         self.process.join(timeout=5)
         self.conn.close()
 
-    def stop(self) -> None:
-        try:
-            self.conn.send(None)
-            self.process.join(timeout=2)
-        except (OSError, ValueError):
-            pass
-        self.kill()
-
 
 class GradingPool:
     """Grades responses against gold answers in `num_workers` killable processes."""
 
-    def __init__(self, num_workers: int = 1, timeout_s: float = 5.0, max_chars: int = 20_000,
+    def __init__(self, num_workers: int = 1, timeout_s: float = 5.0, max_chars: int = 100_000,
                  require_answer: bool = False):
-        if num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        check_settings(num_workers, timeout_s)
         self.num_workers = num_workers
         self.timeout_s = timeout_s
         self.max_chars = max_chars
-        # In RL a response must state its answer (boxed, "####", "The answer is"); otherwise
-        # the parser's fallback to "last expression anywhere" rewards number soup.
+        # In RL a response must state its answer (answers.stated_candidate); else math-verify's
+        # fallback to "the last number anywhere" rewards number soup.
         self.require_answer = require_answer
         # Counters read by metrics exporters.
         self.graded = 0
@@ -100,7 +133,11 @@ class GradingPool:
         self.errors = 0
         self.too_long = 0
         self.restarts = 0
+        self.in_process = 0  # settled without a worker
         self._ctx = mp.get_context("spawn")  # safe from threads and inside Ray actors
+        # Workers are started from this one long-lived thread: the kernel's parent-death signal
+        # fires when the *thread* that started a process ends, and grading threads come and go.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grading-spawn")
         self._lock = threading.Lock()
         self._request_ids = 0
         self._closed = False
@@ -112,8 +149,11 @@ class GradingPool:
     # -- public API ---------------------------------------------------------------------------
 
     def grade(self, response: str, gold: str) -> Grade:
-        """Grade one response; never raises on bad text."""
-        grade = self._grade(response, gold)
+        """Grade one response; never raises."""
+        try:
+            grade = self._grade(response, gold)
+        except Exception as e:  # a grader bug costs this row, never the caller's run
+            grade = Grade(False, None, f"{type(e).__name__}: {str(e)[:200]}")
         self._count(grade)
         return grade
 
@@ -133,16 +173,21 @@ class GradingPool:
                     progress(done, total)
             return grade
 
-        with ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="grade") as ex:
+        ex = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="grade")
+        try:
             return list(ex.map(one, pairs))
+        finally:  # interrupted (Ctrl-C, SIGTERM): the rows not yet started are dropped
+            ex.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        """Kill the workers (they hold no state); a grade still waiting on one gets an error."""
         with self._lock:
             self._closed = True
             workers = list(self._all)
             self._all.clear()
         for w in workers:
-            w.stop()
+            w.kill()
+        self._spawner.shutdown(wait=False)
 
     def __enter__(self) -> "GradingPool":
         return self
@@ -161,23 +206,20 @@ class GradingPool:
     def _grade(self, response: str, gold: str) -> Grade:
         if not isinstance(response, str) or not isinstance(gold, str):
             return Grade(False, None, "bad_input")
-        pred = extract_answer(response)
-        if pred is None and self.require_answer:
-            return Grade(False, None, None)
-        gold_ans = gold_answer(gold)
-        pred_num, gold_num = plain_number(pred), plain_number(gold_ans)
-        if pred_num is not None and gold_num is not None:
-            return Grade(pred_num == gold_num, pred)  # exact, no parser needed
-        to_parse = pred if pred is not None else response
-        if len(to_parse) > self.max_chars or len(gold_ans) > self.max_chars:
-            return Grade(False, pred, "too_long")
-        if not gold_ans:
-            return Grade(False, pred, "empty_gold")
-        return self._grade_in_worker(to_parse, gold_ans, pred is not None)
+        if not gold.strip():
+            return Grade(False, None, "empty_gold")
+        if len(response) > self.max_chars or len(gold) > self.max_chars:
+            return Grade(False, None, "too_long")
+        settled = settle_in_process(response, gold, self.require_answer)
+        if settled is not None:
+            with self._lock:
+                self.in_process += 1
+            return settled
+        return self._grade_in_worker(response, gold)
 
-    def _grade_in_worker(self, pred: str, gold: str, pred_is_extracted: bool) -> Grade:
+    def _grade_in_worker(self, response: str, gold: str) -> Grade:
         if self._closed:
-            raise RuntimeError("GradingPool is closed")
+            return Grade(False, None, "pool_closed")
         worker = self._idle.get()
         try:
             if not worker.wait_ready():
@@ -186,10 +228,10 @@ class GradingPool:
             with self._lock:
                 self._request_ids += 1
                 request_id = self._request_ids
-            worker.conn.send((request_id, pred, gold, pred_is_extracted))
+            worker.conn.send((request_id, response, gold, self.require_answer))
             if not worker.conn.poll(self.timeout_s):
                 worker = self._replace(worker)
-                return Grade(False, pred if pred_is_extracted else None, "timeout")
+                return Grade(False, None, "timeout")
             got_id, correct, extracted, error = worker.conn.recv()
             if got_id != request_id:  # cannot happen with one request per worker; be loud if it does
                 worker = self._replace(worker)
@@ -203,7 +245,7 @@ class GradingPool:
                 self._idle.put(worker)
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self._ctx)
+        worker = self._spawner.submit(_Worker, self._ctx).result()
         with self._lock:
             self._all.add(worker)
         return worker

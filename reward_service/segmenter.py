@@ -3,17 +3,26 @@
 The LLM quotes the first words of each semantic step; every quote is looked up in the original
 text, in order and ignoring differences in whitespace, and the steps begin where the quotes are
 found. The result is therefore always a partition of the original text into character spans,
-like every deterministic splitter. A quote that cannot be found is skipped; when fewer than
+like every deterministic splitter, and built the same way (`steps.spans_from_starts`), so a
+reflection starts a step of its own here too. A quote that cannot be found is skipped; when fewer than
 `min_aligned` of the quotes (or none at all) can be found, or the text does not fit the model's
 context, the deterministic `fallback` splitter is used. An LLM that fails (server down) raises:
 the sample gets a `judge_error` rather than silently different steps.
+
+Options (`Scorer(splitter_options=...)`, in a config `judge.options.splitter_options`):
+`max_tokens` of the reply (512; a long solution has many steps to quote), `min_aligned`,
+`fallback`, and its own LLM (`model`, `endpoint` or `llm`, with that LLM's options); without
+one the Scorer hands it the LLM judge's.
 """
 from __future__ import annotations
 
 import re
 
+from reward_service import llm as llm_module
+from reward_service.judges.llm_judge import positive_int
 from reward_service.judges.prompts import SEGMENT
-from reward_service.llm import LLM, PromptTooLong, make_llm
+from reward_service.llm import LLM, PromptTooLong, chooses_llm, make_llm
+from reward_service.options import without_var_keyword
 
 Spans = list[tuple[int, int]]
 # "1. ", "Step 2:", "- ", "* ", "(3)" before a quote; quotes and trailing ellipses around it.
@@ -57,7 +66,11 @@ class LLMSplitter:
                  max_tokens: int = 512):
         from reward_service.steps import get_splitter
 
-        self.llm, self.min_aligned, self.max_tokens = llm, min_aligned, max_tokens
+        if isinstance(min_aligned, bool) or not isinstance(min_aligned, (int, float)) \
+                or not 0.0 <= min_aligned <= 1.0:
+            raise ValueError(f"min_aligned must be a number in [0, 1], got {min_aligned!r}")
+        self.llm, self.min_aligned = llm, min_aligned
+        self.max_tokens = positive_int("max_tokens", max_tokens)
         self.fallback = get_splitter(fallback)
         self.fallbacks = 0  # texts the LLM's segmentation could not be used for
 
@@ -84,3 +97,12 @@ def llm_splitter(fallback: str = "auto", min_aligned: float = 0.5, max_tokens: i
                  **llm_options) -> LLMSplitter:
     """The `llm` splitter; LLM options as for the LLM judges (`model`, `endpoint`, `llm`)."""
     return LLMSplitter(make_llm(**llm_options), fallback, min_aligned, max_tokens)
+
+
+def option_sources(options: dict) -> list:
+    """What takes the `llm` splitter's options, for checking them before anything is built:
+    `llm_splitter`, then its own LLM's chain where the options choose one; else the chain ends
+    at `llm_splitter` (the Scorer passes it the judge's LLM)."""
+    if chooses_llm(options):
+        return [llm_splitter, *llm_module.option_sources(options)]
+    return [without_var_keyword(llm_splitter)]

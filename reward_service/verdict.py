@@ -14,6 +14,7 @@ class Verdict:
     extracted_answer: str | None = None
     step_spans: Spans = field(default_factory=list)
     step_scores: list[float] = field(default_factory=list)
+    step_labels: list[str] = field(default_factory=list)
     trajectory_score: float | None = None
     first_error_index: int = -1
     thought_spans: Spans = field(default_factory=list)

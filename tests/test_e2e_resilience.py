@@ -4,20 +4,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import ray
+from ray.util.placement_group import placement_group_table
 
+from cluster.actor_group import ActorError
 from cluster.report import read_records
 from core.config import load_config
 from tests.conftest import ROOT
-from tests.test_e2e import SMALL
+from tests.test_e2e import SMALL, assert_exactly_once
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -31,14 +33,6 @@ def wait_for_step(run_dir: Path, step: int, timeout_s: float, proc=None) -> None
             raise AssertionError(f"run exited with {proc.returncode} before step {step}")
         time.sleep(0.2)
     raise AssertionError(f"no step {step} within {timeout_s}s")
-
-
-def assert_exactly_once(cfg, summary, steps):
-    keys = [k for s in steps for k in s["sample_keys"]]
-    expected = cfg.trainer.max_steps * cfg.trainer.prompts_per_step * cfg.rollout.samples_per_prompt
-    assert len(keys) == expected == summary["samples_trained"]
-    assert not [k for k, n in Counter(keys).items() if n > 1], "a sample was trained twice"
-    assert sorted(s["step"] for s in steps) == list(range(1, cfg.trainer.max_steps + 1))
 
 
 def test_killed_rollout_and_judge_actors_are_replaced_and_nothing_is_lost(tmp_path):
@@ -95,3 +89,59 @@ def test_driver_killed_with_sigkill_resumes_to_the_configured_step_count(tmp_pat
     assert summary["resumed_from_step"] in (2, 4) and summary["steps"] == 5
     assert summary["policy_version"] == 5 and summary["weights_in_sync"] is True
     assert_exactly_once(cfg, summary, read_records(cfg.run_dir, "step"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Every role asks for a sliver of CPU so that each gets a placement group to release.
+RESERVING = ["rollout.num_cpus_per_actor=0.1", "judge.num_cpus_per_actor=0.1", "learner.num_cpus_per_rank=0.1"]
+
+
+def assert_nothing_left_running(port: int) -> None:
+    """No actor of the run (all are named), no placement group, no metrics endpoint."""
+    assert ray.util.list_named_actors() == []
+    tables = placement_group_table().values()
+    assert tables and all(pg["state"] == "REMOVED" for pg in tables), [pg["state"] for pg in tables]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+
+
+def test_a_judge_that_cannot_start_stops_everything_the_run_started(tmp_path):
+    from cluster.train import train
+    port = free_port()
+    cfg = load_config(ROOT / "configs/local.yaml", SMALL + RESERVING + [
+        "name=nojudge", f"trainer.output_dir={tmp_path}", f"metrics.port={port}",
+        "judge.backend=step_classifier", f"judge.options.model={tmp_path / 'no-such-model'}"])
+    try:
+        with pytest.raises(ActorError, match=r"judge\.ready on judge-\d failed: .*no-such-model"):
+            train(cfg)  # after the warm start, with engines and learner ranks already up
+        assert_nothing_left_running(port)
+    finally:
+        ray.shutdown()
+
+
+def test_a_learner_rank_lost_mid_run_stops_everything_the_run_started(tmp_path):
+    from cluster.train import train
+    port = free_port()
+    cfg = load_config(ROOT / "configs/local.yaml", SMALL + RESERVING + [
+        "name=nolearner", f"trainer.output_dir={tmp_path}", f"metrics.port={port}", "trainer.max_steps=4",
+        "trainer.max_staleness=1", "trainer.check_weights_every=0"])
+
+    def killer():
+        wait_for_step(cfg.run_dir, 1, 600)
+        ray.kill(ray.get_actor("learner-1"))
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ActorError, match=r"learner-1"):
+            train(cfg)  # with the next batches generating and judging
+        thread.join(5)
+        assert_nothing_left_running(port)
+        assert not (cfg.run_dir / "summary.json").exists()
+    finally:
+        ray.shutdown()

@@ -16,12 +16,18 @@ from transformers import AutoModelForCausalLM
 
 from core.records import EXPERIENCE_SCHEMA, sample_key, to_table
 from core.weights import unpack
-from learner.group import LearnerError, LearnerGroup
+from cluster.actor_group import ActorError, ActorGroup
+from learner.group import LearnerGroup, LearnerRankActor
 from learner.loss import token_logprobs
 
 ROOT = Path(__file__).resolve().parent.parent
 RANK_KWARGS = dict(lr=1e-3, micro_batch_size=2, backend="gloo", seed=0)
 NUM_STEPS = 4
+
+
+def learner(num_ranks: int, model_dir, **kwargs) -> LearnerGroup:
+    ranks = ActorGroup("learner", LearnerRankActor, num_ranks, timeout_s=300, options={"num_cpus": 0})
+    return LearnerGroup(ranks, str(model_dir), **RANK_KWARGS, **kwargs)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -90,7 +96,7 @@ def data(tiny_model_dir):
 def zero2_run(ray_local, tiny_model_dir, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("learner")
     rec = dict(hf_dir=out / "hf", ckpt=out / "ckpt", steps=[])
-    group = LearnerGroup(2, str(tiny_model_dir), zero_stage=2, **RANK_KWARGS)
+    group = learner(2, tiny_model_dir, zero_stage=2)
     try:
         refs = [ray.put(t) for t in data["tables"]]
         for step in range(NUM_STEPS):
@@ -154,7 +160,7 @@ def test_exported_weights_equal_saved_hf_model(zero2_run, tiny_model_dir):
 
 
 def test_checkpoint_resumes_to_identical_weights_and_next_loss(zero2_run, tiny_model_dir, data):
-    group = LearnerGroup(2, str(tiny_model_dir), zero_stage=2, **RANK_KWARGS)
+    group = learner(2, tiny_model_dir, zero_stage=2)
     try:
         client = group.load_checkpoint(str(zero2_run["ckpt"]))
         assert client["data_position"] == 17 and client["rng"] == random.Random(5).getstate()
@@ -171,8 +177,7 @@ def test_zero3_matches_zero2_and_reports_errors(zero2_run, tiny_model_dir, data)
     # The KL term starts at zero (reference = initial policy, first step on-policy), so step 1
     # must equal the ZeRO-2 run's; later steps exercise the reference model. Activation
     # checkpointing recomputes the same forward, so it must not change the numbers either.
-    group = LearnerGroup(2, str(tiny_model_dir), zero_stage=3, kl_coef=0.05, gradient_checkpointing=True,
-                         **RANK_KWARGS)
+    group = learner(2, tiny_model_dir, zero_stage=3, kl_coef=0.05, gradient_checkpointing=True)
     try:
         stats = group.train_step([ray.put(t) for t in data["tables"]])
         assert stats["loss"] == pytest.approx(zero2_run["steps"][0]["loss"], abs=1e-5)
@@ -187,13 +192,13 @@ def test_zero3_matches_zero2_and_reports_errors(zero2_run, tiny_model_dir, data)
         assert h[0] == h[1]
 
         bad = data["rows"][0] | {"advantages": [1.0]}
-        with pytest.raises(LearnerError, match=r"rank 0 of 2 failed in train_step.*row 0"):
+        with pytest.raises(ActorError, match=r"learner\.train_step on learner-\d failed: .*row 0"):
             group.train_step([to_table([bad], EXPERIENCE_SCHEMA)])
         second = group.train_step(data["tables"])  # still usable after a rejected batch
         assert second["step"] == 2 and second["kl_ref"] > 0
 
-        group.call_timeout_s = 0.01
-        with pytest.raises(LearnerError, match=r"did not finish train_step within"):
+        group.ranks.timeout_s = 0.01
+        with pytest.raises(ActorError, match=r"learner\.train_step: no answer within 0\.01s from learner-0, learner-1"):
             group.train_step(data["tables"])
     finally:
         group.shutdown()

@@ -142,3 +142,14 @@ def test_collate_aligns_advantages_with_response_tokens():
 def test_malformed_row_is_a_clear_error_naming_it():
     with pytest.raises(ValueError, match=r"row 2 \(g1#0\)"):
         rows_of(_table(3, bad_row=2))
+
+
+@pytest.mark.parametrize("column, value", [("advantages", float("nan")), ("advantages", float("inf")),
+                                           ("rollout_logprobs", float("nan")),
+                                           ("rollout_logprobs", float("-inf"))])
+def test_a_non_finite_advantage_or_rollout_logprob_is_refused_naming_the_sample(column, value):
+    table = _table(4)
+    rows = table.to_pylist()
+    rows[3][column] = rows[3][column][:-1] + [value]
+    with pytest.raises(ValueError, match=rf"row 3 \(g1#1\).*non-finite {column}"):
+        rows_of(to_table(rows, EXPERIENCE_SCHEMA))

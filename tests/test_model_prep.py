@@ -10,6 +10,21 @@ from core.datasets import load_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class Bar:
+    """Records what prepare_model shows on a progress bar."""
+    made: list["Bar"] = []
+
+    def __init__(self, label: str, total: int):
+        self.label, self.total, self.updates, self.closed = label, total, [], False
+        Bar.made.append(self)
+
+    def update(self, done: int, postfix: str = "") -> None:
+        self.updates.append((done, postfix))
+
+    def close(self) -> None:
+        self.closed = True
+
+
 def _prepare(tmp_path, *overrides):
     cfg = load_config(ROOT / "configs/local.yaml", [
         f"model.cache_dir={tmp_path}", "model.tiny.hidden_size=64", "model.tiny.intermediate_size=128",
@@ -17,7 +32,8 @@ def _prepare(tmp_path, *overrides):
         "warm_start.steps=3", "warm_start.batch_size=4", "warm_start.answer_only.steps=2", *overrides])
     rows = load_dataset("synthetic", synthetic=cfg.data.synthetic, split="train").rows
     logs: list[str] = []
-    return prepare_model(cfg, rows, logs.append), logs
+    Bar.made = []
+    return prepare_model(cfg, rows, logs.append, Bar), logs
 
 
 def _weights(path: Path) -> dict:
@@ -29,6 +45,10 @@ def test_answer_only_stage_trains_on_top_of_the_worked_stage_and_both_are_cached
     assert final.name.startswith("warm-answer-only-")
     assert [line.split(":")[0] for line in logs if line.startswith("warm start")] == ["warm start"] * 2
     assert any("60% of solutions cut to the answer" in line for line in logs)
+    # one progress bar per stage, moved after every step, closed at the end
+    assert [(b.label, b.total, [d for d, _ in b.updates], b.closed) for b in Bar.made] == [
+        ("warm start", 3, [1, 2, 3], True), ("answer-only", 2, [1, 2], True)]
+    assert all(postfix.startswith("loss ") for b in Bar.made for _, postfix in b.updates)
     worked = next(p for p in tmp_path.iterdir() if p.name.startswith("warm-") and "answer-only" not in p.name
                   and "partial" not in p.name)
     trained, start = _weights(final), _weights(worked)
@@ -36,7 +56,7 @@ def test_answer_only_stage_trains_on_top_of_the_worked_stage_and_both_are_cached
     assert any((trained[k] != start[k]).any() for k in trained)
 
     again, logs = _prepare(tmp_path)
-    assert again == final and not any("sft step" in line for line in logs)
+    assert again == final and Bar.made == [] and all("reusing" in line for line in logs)
 
     # Another answer-only rate reuses the worked stage and builds only the second stage anew.
     other, logs = _prepare(tmp_path, "warm_start.answer_only.rate=0.3")

@@ -1,3 +1,5 @@
+"""The command line: ProcessBench's metric and files; what every subcommand does with a mistake
+of the user's (one line, exit code 2, before any work) and with a bug (its traceback)."""
 import json
 import subprocess
 import sys
@@ -5,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from reward_service.__main__ import main
 from reward_service.processbench import join_steps, metrics
+from tests import scripted_judges  # noqa: F401  (registers "test-broken")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,18 +49,49 @@ def test_processbench_cli_json(tmp_path):
     assert result["mean_f1"] == pytest.approx(2 * 0.5 / 1.5)
 
 
-def test_grade_cli_reports_and_skips_bad_rows(tmp_path):
-    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    src.write_text("\n".join([
-        json.dumps({"id": 1, "response": "#### 18", "answer": "18"}),
-        "{not json",
-        json.dumps({"id": 2, "response": "\\boxed{\\frac{1}{2}}", "answer": "0.5"}),
-        json.dumps({"id": 3, "response": 5, "answer": "5"}),
-        json.dumps({"id": 4, "response": "The answer is 7", "answer": "#### 8"}),
-    ]) + "\n")
-    out = _run("grade", str(src), str(dst), "--workers", "1", "--timeout", "5")
-    assert out.returncode == 0, out.stderr
-    rows = [json.loads(line) for line in dst.read_text().splitlines()]
-    assert [(r["id"], r["correct"]) for r in rows] == [(1, True), (2, True), (4, False)]
-    assert rows[0]["extracted"] == "18" and rows[0]["error"] is None
-    assert "2 bad rows skipped" in out.stderr and "in.jsonl:2" in out.stderr
+# ---- every subcommand: errors of what was asked are one line and exit 2; bugs keep tracebacks
+
+ROW = {"problem": "What is 2 + 3?", "response": "2 + 3 = 5\n#### 5", "answer": "5"}
+
+
+def _commands(tmp_path, source: Path) -> dict[str, list[str]]:
+    """Each scoring subcommand on `source` (which need not exist)."""
+    return {"best-of-n": ["best-of-n", str(source)],
+            "select": ["select", str(source), str(tmp_path / "o.parquet"), "--top-k", "1"],
+            "score": ["score", str(source), str(tmp_path / "o.jsonl")]}
+
+
+@pytest.mark.parametrize("command", ["best-of-n", "select", "score"])
+@pytest.mark.parametrize("flag, value", [("--workers", "0"), ("--workers", "1000000"),
+                                         ("--timeout", "0"), ("--timeout", "nan"),
+                                         ("--timeout", "1e9")])
+def test_bad_settings_are_one_line_before_the_input_is_read(tmp_path, capsys, command, flag,
+                                                            value):
+    args = _commands(tmp_path, tmp_path / "absent.jsonl")[command]
+    assert main([*args, flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {flag} must be"), err
+    assert not any(tmp_path.iterdir())  # nothing read, nothing written
+
+
+@pytest.mark.parametrize("command", ["best-of-n", "select", "score"])
+def test_a_missing_input_and_an_unknown_option_are_one_line_and_exit_2(tmp_path, capsys,
+                                                                         command):
+    assert main(_commands(tmp_path, tmp_path / "absent.jsonl")[command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no such file" in err and err.count("\n") == 1
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps(ROW) + "\n")
+    assert main([*_commands(tmp_path, source)[command], "-o", "max_step_char=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean 'max_step_chars'" in err[0], err
+
+
+@pytest.mark.parametrize("command", ["best-of-n", "select", "score", "processbench"])
+def test_a_bug_keeps_its_traceback(tmp_path, command):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({**ROW, "steps": ["2 + 3 = 5"], "label": -1}) + "\n")
+    args = (["processbench", str(source)] if command == "processbench"
+            else _commands(tmp_path, source)[command])
+    with pytest.raises(RuntimeError, match="a bug in the judge's constructor"):
+        main([*args, "--judge", "test-broken"])

@@ -4,19 +4,23 @@ segmenter, the Scorer and the JudgeWorker running over it."""
 from __future__ import annotations
 
 import json
+import re
 import socket
+from pathlib import Path
 
 import pytest
 
 from actors.judge import JudgeWorker
+from core.config import load_config
 from core.records import ROLLOUT_SCHEMA, to_table
 from reward_service.judges import get_judge
-from reward_service.llm import HttpLLM, LLMError, choice_probs, make_llm
-from reward_service.scorer import Scorer
+from reward_service.llm import HttpLLM, LLMError, make_llm, renormalize
+from reward_service.scorer import Scorer, check_options
 from reward_service.steps import split_auto
 from tests.openai_stub import MODEL, OpenAIStub
 
 pytestmark = pytest.mark.timeout(120)
+ROOT = Path(__file__).resolve().parents[1]
 
 CORRECT = "2 + 3 = 6.\nSo 6 * 2 = 12.\nWait, 2 + 3 = 5, not 6.\n5 * 2 = 10. The answer is \\boxed{10}."
 WRONG = "2 + 3 = 6.\n6 * 2 = 12.\nThe answer is \\boxed{12}."
@@ -69,7 +73,7 @@ def test_choice_logprobs_sum_exactly_the_choice_tokens(stub):
     assert lps == pytest.approx([sum(_char_logprob("", c) for c in " Yes"),
                                  sum(_char_logprob("", c) for c in " No")])
     assert stub.bodies[-1]["echo"] is True and stub.bodies[-1]["max_tokens"] == 0
-    (probs,) = choice_probs(llm, ["Is it right?"], [" Yes", " No"])
+    probs = renormalize(lps)
     assert sum(probs) == pytest.approx(1.0) and probs[0] < probs[1]
 
 
@@ -178,3 +182,42 @@ def test_llm_segmenter_over_http_maps_steps_to_original_spans(stub, grader):
     assert shared.split.llm is shared.judge.llm
     odd = "Some text\n\nwith paragraphs\n\nthe LLM did not quote."
     assert shared.split(odd) == split_auto(odd) and shared.split.fallbacks == 1
+
+
+def test_splitter_options_travel_in_the_judge_config(stub):
+    """`judge.options.splitter_options` reaches the LLM segmenter of every judge actor: its own
+    endpoint beside the tool judge, and the length of its reply."""
+    cfg = load_config(ROOT / "configs" / "local.yaml", [
+        "judge.splitter=llm", f"judge.options.splitter_options.endpoint={stub.url}",
+        "judge.options.splitter_options.max_tokens=1000"])
+    j = cfg.judge
+    check_options(j.backend, j.splitter, j.options)  # what the config check calls
+    worker = JudgeWorker(backend=j.backend, splitter=j.splitter, grader_workers=1,
+                         require_answer=j.require_answer, **j.options)  # as cluster.train builds it
+    rows = [dict(prompt_id="p", group_id="g", sample_index=0, problem="What is (2 + 3) * 2?",
+                 prompt_token_ids=[1], response_token_ids=[2, 3], response_text=CORRECT,
+                 token_char_offsets=[0, 1], rollout_logprobs=[-0.1, -0.2], policy_version=0,
+                 finish_reason="stop", gold_answer="10")]
+    seen = len(stub.bodies)
+    try:
+        _, table = worker.score(to_table(rows, ROLLOUT_SCHEMA))
+    finally:
+        worker.shutdown()
+    (scored,) = table.to_pylist()
+    assert scored["step_spans"] == [[0, 11], [11, 26], [26, 50], [50, len(CORRECT)]]
+    segment = [b for b in stub.bodies[seen:] if "Split the following solution" in b["prompt"][0]]
+    assert segment and all(b["max_tokens"] == 1000 for b in segment)
+
+
+@pytest.mark.parametrize("options, phrase", [
+    ({"splitter_options": {"endpoint": "http://x/v1", "max_token": 9}}, "did you mean 'max_tokens'"),
+    ({"splitter_options": {"endpoint": "http://x/v1", "max_tokens": "many"}}, "'max_tokens' must be int"),
+    ({"splitter_options": {"endpoint": "http://x/v1", "fallback": "llm"}}, "fallback must be one of"),
+    ({"splitter_options": {"max_tokens": 9}}, "splitter 'llm' needs an LLM"),
+    ({}, "splitter 'llm' needs an LLM"),
+])
+def test_splitter_options_are_checked_before_anything_starts(options, phrase):
+    with pytest.raises(ValueError, match=re.escape(phrase)):
+        check_options("tool", "llm", options)
+    with pytest.raises(ValueError, match=re.escape(phrase)):
+        Scorer(judge="tool", splitter="llm", **options)

@@ -67,7 +67,9 @@ def test_tpgrpo_on_vllm_falls_back_to_intrinsic_signals_on_garbage(llm, grader):
     _check(v, CORRECT)
     raw = json.loads(v.judge_raw)
     assert raw["parsed"] == 0 and len(raw["replies"]) == 1  # a random model: unreadable
-    assert raw["fallback_flags"] == [1] and v.step_scores == [1.0, 0.0, 1.0, 1.0]
+    # The rules' interval: the reflection restates step 0's "2 + 3", so steps 0 and 1 are wrong.
+    assert raw["fallback_flags"] == [0, 1] and v.step_scores == [0.0, 0.0, 1.0, 1.0]
+    assert v.step_labels == ["incorrect", "incorrect", "correct", "correct"]
     w = scorer.score(PROBLEM, WRONG, "10")
     assert w.judge_error is None and not w.outcome_correct
     _check(w, WRONG)

@@ -7,6 +7,7 @@ import pytest
 from reward_service.judges import self_judge, tpgrpo
 from reward_service.segmenter import align, parse_quotes
 from reward_service.steps import get_splitter
+from reward_service.thoughts import label_steps
 
 GARBAGE = ["", "The solution looks fine to me.", "~Q\x02Z_*Z$qq d[oLPNZS}\x1b",
            "REFLECTION: WRONG", "MATCH 1", "\\boxed{", "none of the steps are wrong"]
@@ -58,9 +59,36 @@ def test_tpgrpo_fusion_is_a_vote_and_labels_follow_scores():
 
 def test_tpgrpo_fallback_reads_the_intrinsic_signals_by_rule():
     steps = ["2 + 3 = 6.", "So 6 * 2 = 12.", "Wait, 2 + 3 = 5, not 6.", "5 * 2 = 10."]
-    assert tpgrpo.fallback_flags(steps, True, "10") == {1}  # the step before the reflection
+    # The reflection restates step 0's claim: the interval 0..1 it corrects, not step 1 alone.
+    assert tpgrpo.fallback_flags(steps, True, "10") == {0, 1}
     wrong = ["2 + 3 = 6.", "6 * 2 = 12.", "The answer is \\boxed{12}."]
     assert tpgrpo.fallback_flags(wrong, False, "12") == {1, 2}
+
+
+FALLBACK_CASES = [
+    (["a = 3 + 4 = 8.", "b = a * 2 = 16.", "Wait, 3 + 4 = 7.", "b = 14.", "\\boxed{14}"], True, "14"),
+    (["x = 5.", "y = x + 1 = 6.", "z = y * 2 = 12.", "Hold on, y = x + 2 = 7.", "z = 14.",
+      "So \\boxed{14}"], True, "14"),
+    (["12 + 7 = 19", "19 * 3 = 56", "Wait, 19 * 3 = 57.", "57 - 5 = 52", "Hmm, wait, 57 - 5 = 52 indeed.",
+      "The answer is \\boxed{52}"], True, "52"),
+    (["Wait, let me start over.", "2 * 3 = 6", "\\boxed{6}"], True, "6"),
+    (["1 + 1 = 2", "2 + 2 = 4", "\\boxed{4}"], True, "4"),
+    (["1 + 1 = 3", "3 + 2 = 5", "\\boxed{5}"], False, "5"),
+    (["1 + 1 = 2", "Wait, I made a mistake somewhere.", "2 + 2 = 5", "so 5"], False, "5"),
+    (["We need the total.", "It is 40 minutes."], False, None),
+    (["10 / 2 = 5", "5 + 1 = 6", "Actually, 10 / 2 = 4.", "4 + 1 = 5", "\\boxed{5}"], True, "5"),
+]
+
+
+@pytest.mark.parametrize("texts, correct, extracted", FALLBACK_CASES)
+def test_tpgrpo_fallback_scores_agree_with_the_labels_the_rules_give(texts, correct, extracted):
+    """A sample judged by the fallback gets exactly the labels the rules give on their own, and
+    a step scores < 0.5 exactly where it is labelled incorrect."""
+    flags = tpgrpo.fallback_flags(texts, correct, extracted)
+    scores, labels = tpgrpo.fuse([flags], len(texts), correct)
+    by_rule = label_steps([1.0] * len(texts), correct, texts, extracted)
+    assert label_steps(scores, correct, texts, extracted, labels) == by_rule
+    assert [s < 0.5 for s in scores] == [label == "incorrect" for label in by_rule]
 
 
 @pytest.mark.parametrize("reply, expected", [
@@ -76,12 +104,6 @@ def test_tpgrpo_fallback_reads_the_intrinsic_signals_by_rule():
 ] + [(g, None) for g in GARBAGE])
 def test_self_critic_index(reply, expected):
     assert self_judge.parse_index(reply, num_steps=3) == expected
-
-
-def test_self_fusion_is_the_probability_that_the_prefix_is_right():
-    assert self_judge.fuse([1], 3) == [1.0, 0.0, 0.0]
-    assert self_judge.fuse([-1], 3) == [1.0, 1.0, 1.0]
-    assert self_judge.fuse([1, -1, 2], 4) == pytest.approx([1.0, 2 / 3, 1 / 3, 1 / 3])
 
 
 def test_segmenter_quotes_and_alignment():

@@ -12,9 +12,11 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen2Mode
 
 from core.tiny_model import build_tokenizer
 from reward_service.grading import GradingPool
+from reward_service.judges.base import StepRequest
 from reward_service.judges.step_classifier import StepClassifierJudge, detect_style
 from reward_service.scorer import Scorer
 from reward_service.steps import split_lines
+from tests.counting import Counting
 
 pytestmark = pytest.mark.timeout(600)
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -120,6 +122,25 @@ def test_a_failing_judge_gives_judge_error_on_that_sample_only(classifier):
         ok, too_long = scorer.score_many(rows)
     assert ok.judge_error is None and len(ok.step_scores) == 3 and ok.outcome_correct
     assert too_long.step_scores == [] and "exceeds the PRM's context" in too_long.judge_error
+
+
+def test_a_batch_is_one_engine_call_with_each_samples_own_scores(classifier):
+    engine = Counting(classifier.engine, "encode")
+    judge = StepClassifierJudge(engine=engine)
+    other = "Step 1: 2 + 2 = 5.\nStep 2: so 5."
+    requests = [StepRequest(PROBLEM, RESPONSE, split_lines(RESPONSE), True, "9"),
+                StepRequest(PROBLEM, "1 + 1 = 2.\n" * 60, split_lines("1 + 1 = 2.\n" * 60),
+                            True, "2"),  # beyond the PRM's context
+                StepRequest(PROBLEM, "", [], False, None),
+                StepRequest("What is 2 + 2?", other, split_lines(other), False, "5")]
+    batch = judge.judge_batch(requests)
+    assert engine.calls["encode"] == 1
+    assert "exceeds the PRM's context" in str(batch[1]) and batch[2].scores == []
+    for i in (0, 3):
+        (alone,) = judge.judge_batch([requests[i]])
+        assert batch[i].scores == pytest.approx(alone.scores, abs=1e-6)
+        assert len(batch[i].scores) == len(requests[i].spans)
+    assert engine.calls["encode"] == 3
 
 
 def test_shepherd_style_gives_p_plus_against_p_minus(prm_dirs):

@@ -5,6 +5,9 @@ import argparse
 
 import yaml
 
+from reward_service.cli_io import CliError
+from reward_service.judges.registry import check_judge_options
+
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="local Hugging Face model directory for an LLM judge")
@@ -16,17 +19,26 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
                              "-o samples=4 -o max_model_len=4096 -o method=rprm")
 
 
-def judge_options(args: argparse.Namespace) -> dict:
+def parse_judge_options(args: argparse.Namespace) -> dict:
+    """The judge options the command line gives (`-o KEY=VALUE`, `--model`, ...), unchecked."""
     options = {}
     for item in args.option:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"--option {item!r}: expected KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
-    if args.model:
-        options["model"] = args.model
-    if args.endpoint:
-        options["endpoint"] = args.endpoint
-    if args.model_name:
-        options["model_name"] = args.model_name
+            raise CliError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise CliError(f"--option {item!r}: the value is not YAML ({' '.join(str(e).split())})")
+    for key in ("model", "endpoint", "model_name"):
+        if getattr(args, key):
+            options[key] = getattr(args, key)
+    return options
+
+
+def judge_options(args: argparse.Namespace) -> dict:
+    """The options of `--judge` from the command line, checked against that judge before
+    anything starts (a ValueError naming every unknown or mistyped option)."""
+    options = parse_judge_options(args)
+    check_judge_options(args.judge, options)
     return options

@@ -6,39 +6,54 @@ whole solution, so its value is the solution's own outcome (no sampling).
 
 Completions come from any LLM of `reward_service.llm`: a local model directory through
 `core.engine.VLLMEngine` (the policy itself, as the rollout actors serve it), an
-OpenAI-compatible endpoint, or a ready `llm`. The prefix is `problem_template` (the policy's
-rollout prompt by default) followed by the response's text up to the end of the step, sent as
-text without added special tokens, as the rollout actors send prompts. Completions are graded
-by `reward_service.grading.GradingPool` against the gold answer, which this judge needs.
+OpenAI-compatible endpoint, or a ready `llm`. The prefix is the policy's prompt for the problem
+followed by the response's text up to the end of the step, sent as text without added special
+tokens, as the rollout actors send prompts. The prompt is `core.prompts.PromptFormat` with the
+options `prompt_style`, `problem_template`, `prompt_instruction` and `prompt_system` (the
+run's `prompt.style`, `.template`, `.instruction`, `.system`); their defaults give what the
+rollout gives by default for that model: its chat template where it has one, else the plain
+template. An endpoint has no tokenizer here, so its prompt is the plain template. Completions
+are graded by `reward_service.grading.GradingPool` against the gold answer, which this judge
+needs. A batch samples every prefix of every sample in one call and grades every completion in
+one call.
 """
 from __future__ import annotations
 
 import json
+from typing import Literal
 
-from core.prompts import PROMPT_TEMPLATE
+from core.prompts import BOXED_INSTRUCTION, PROMPT_TEMPLATE, PromptFormat
 from reward_service.grading import GradingPool
-from reward_service.judges.base import Spans, StepJudge, StepJudgment
+from reward_service.judges.base import Spans, StepJudgment, StepRequest
+from reward_service.judges.llm_judge import LLMJudge, in_one_call, per_sample
 from reward_service.judges.registry import register
-from reward_service.llm import make_llm
+
+
+def policy_prompt(options: dict, **settings) -> PromptFormat:
+    """The policy's prompt format for the LLM the options choose (before any engine starts)."""
+    if options.get("model"):
+        return PromptFormat.for_model(options["model"], **settings)
+    tokenizer = getattr(options.get("llm"), "tokenizer", None)
+    if tokenizer is None and settings["style"] == "chat":
+        raise ValueError("prompt_style 'chat' needs the policy's tokenizer: give its directory "
+                         "as `model` (an endpoint's prompt is the plain problem_template)")
+    return PromptFormat(tokenizer, **settings)
 
 
 @register("montecarlo")
-class MonteCarloJudge(StepJudge):
-    def __init__(self, samples: int = 8, temperature: float = 1.0, max_tokens: int = 512,
-                 seed: int | None = 0, problem_template: str = PROMPT_TEMPLATE,
-                 grader: GradingPool | None = None, grade_timeout_s: float = 5.0,
-                 **llm_options):
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
-        if "{problem}" not in problem_template:
-            raise ValueError("problem_template needs a {problem} placeholder")
-        self.samples, self.temperature, self.max_tokens, self.seed = (
-            samples, temperature, max_tokens, seed)
-        self.problem_template = problem_template
-        if llm_options.get("model") or llm_options.get("endpoint"):
+class MonteCarloJudge(LLMJudge):
+    samples, temperature, max_tokens = 8, 1.0, 512
+
+    def __init__(self, prompt_style: Literal["auto", "chat", "plain"] = "auto",
+                 problem_template: str = PROMPT_TEMPLATE,
+                 prompt_instruction: str | None = BOXED_INSTRUCTION, prompt_system: str | None = None,
+                 grader: GradingPool | None = None, grade_timeout_s: float = 5.0, **options):
+        self.prompt_format = policy_prompt(options, style=prompt_style, template=problem_template,
+                                    instruction=prompt_instruction, system=prompt_system)
+        if options.get("model") or options.get("endpoint"):
             # The prefix is sent verbatim: no chat template, no added BOS (the rollout's way).
-            llm_options.setdefault("prompt_template", "{prompt}")
-        self.llm = make_llm(**llm_options)
+            options.setdefault("prompt_template", "{prompt}")
+        super().__init__(**options)
         self._own_grader = grader is None
         self._grader = grader
         self._grade_timeout_s = grade_timeout_s
@@ -51,34 +66,37 @@ class MonteCarloJudge(StepJudge):
 
     def prefixes(self, problem: str, response: str, spans: Spans) -> list[str]:
         """The text every completion continues, one per step but the last."""
-        head = self.problem_template.format(problem=problem.strip())
+        head = self.prompt_format(problem)
         return [head + response[:end] for _, end in spans[:-1]]
 
-    def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None, gold: str | None = None) -> StepJudgment:
-        if not gold:
+    def judge_batch(self, requests: list[StepRequest]) -> list[StepJudgment | Exception]:
+        prefixes = per_sample(self._prefixes_of, requests)
+        completions = self.sample(prefixes)
+        # The grader sees the whole solution: an answer stated in the prefix counts too.
+        pairs = per_sample(lambda r, groups: [
+            (r.response[:end] + text, r.gold)
+            for (_, end), group in zip(r.spans, groups) for text in group],  # one group per prefix
+            requests, completions)
+        grades = in_one_call(lambda batch: self.grader.grade_many(batch), pairs)
+        return per_sample(self.judgment, requests, grades)
+
+    def _prefixes_of(self, request: StepRequest) -> list[str]:
+        if not request.gold:
             raise ValueError("the montecarlo judge needs the gold answer")
-        if not spans:
+        return self.prefixes(request.problem, request.response, request.spans)
+
+    def judgment(self, request: StepRequest, grades: list) -> StepJudgment:
+        if not request.spans:
             return StepJudgment(scores=[], raw="")
-        prefixes = self.prefixes(problem, response, spans)
-        correct: list[int] = []
-        if prefixes:
-            groups = self.llm.generate(prefixes, n=self.samples, temperature=self.temperature,
-                                       max_tokens=self.max_tokens, seed=self.seed)
-            # The grader sees the whole solution: an answer stated in the prefix counts too.
-            head_len = len(self.problem_template.format(problem=problem.strip()))
-            pairs = [(prefix[head_len:] + text, gold)
-                     for prefix, group in zip(prefixes, groups) for text in group]
-            grades = self.grader.grade_many(pairs)
-            n = self.samples
-            correct = [sum(g.correct for g in grades[i * n:(i + 1) * n])
-                       for i in range(len(prefixes))]
-        scores = [c / self.samples for c in correct] + [1.0 if outcome_correct else 0.0]
-        raw = json.dumps({"samples": self.samples, "correct": correct,
-                          "last_step": "outcome"})
+        n = self.samples
+        correct = [sum(g.correct for g in grades[i * n:(i + 1) * n])
+                   for i in range(len(request.spans) - 1)]
+        scores = [c / n for c in correct] + [1.0 if request.outcome_correct else 0.0]
+        raw = json.dumps({"samples": n, "correct": correct, "last_step": "outcome"})
         return StepJudgment(scores=scores, raw=raw)
 
     def close(self) -> None:
+        super().close()
         if self._own_grader and self._grader is not None:
             self._grader.close()
             self._grader = None

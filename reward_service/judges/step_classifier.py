@@ -1,6 +1,6 @@
 """Discriminative step PRMs, served by vLLM's pooling runner with step pooling.
 
-Two input styles, one forward pass per solution:
+Two input styles; all solutions of a batch go through the engine in one call:
 
 - `classifier` (Qwen2.5-Math-PRM, ReasonFlux-PRM): the steps, each followed by `<extra_0>`,
   are the assistant turn of the chat template; the model's 2-label head gives logits at every
@@ -19,12 +19,15 @@ engine arguments (`max_model_len`, `dtype`, `kv_cache_gb`, ...).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
 
-from reward_service.judges.base import Spans, StepJudge, StepJudgment
+from reward_service.judges.base import Spans, StepJudge, StepJudgment, StepRequest
+from reward_service.judges.llm_judge import in_one_call, per_sample
 from reward_service.judges.registry import register
+from reward_service.llm import context_length, vllm_engine_arguments
 
 CLASSIFIER, SHEPHERD = "classifier", "shepherd"
 DEFAULT_TAGS = {CLASSIFIER: "<extra_0>", SHEPHERD: "ки"}
@@ -45,14 +48,6 @@ def detect_style(model_dir: str | Path) -> str:
         return SHEPHERD
     raise ValueError(f"{model_dir}: architecture {architectures} is neither a process reward "
                      "model nor a causal LM; pass style=classifier or style=shepherd")
-
-
-def _context_length(model_dir: str | Path, cap: int = 8192) -> int:
-    try:
-        config = json.loads((Path(model_dir) / "config.json").read_text())
-    except (OSError, ValueError):
-        return 4096
-    return min(int(config.get("max_position_embeddings") or 4096), cap)
 
 
 def _softmax_column(logits: list[list[float]], column: int) -> list[float]:
@@ -89,6 +84,13 @@ class StepClassifierJudge(StepJudge):
         self.max_model_len = int(engine.llm.llm_engine.model_config.max_model_len)
         self._chat = style == CLASSIFIER and bool(getattr(self.tokenizer, "chat_template", None))
 
+    @classmethod
+    def option_sources(cls, options: dict) -> list:
+        if options.get("engine") is not None:  # a ready engine takes no engine arguments
+            return [cls.__init__, inspect.Signature()]
+        from core.engine import VLLMEngine
+        return [cls.__init__, VLLMEngine, vllm_engine_arguments()]
+
     @staticmethod
     def make_engine(model: str, style: str, step_tag: str, good_token: str = "+",
                     bad_token: str = "-", max_model_len: int | None = None, dtype: str = "auto",
@@ -110,7 +112,7 @@ class StepClassifierJudge(StepJudge):
                 hf_overrides={"classifier_from_token": [good_token, bad_token],
                               "method": "no_post_processing"})
         return VLLMEngine(str(model), dtype=dtype, runner="pooling", pooler_config=pooler,
-                          max_model_len=max_model_len or _context_length(model), **engine_kwargs)
+                          max_model_len=max_model_len or context_length(model), **engine_kwargs)
 
     def format(self, problem: str, steps: list[str]) -> str:
         if self.style == SHEPHERD:
@@ -139,20 +141,27 @@ class StepClassifierJudge(StepJudge):
                              f"{self.max_model_len}")
         return ids
 
-    def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None, gold: str | None = None) -> StepJudgment:
-        if not spans:
-            return StepJudgment(scores=[], raw="")
+    def judge_batch(self, requests: list[StepRequest]) -> list[StepJudgment | Exception]:
+        ids = per_sample(lambda r: [self.token_ids(r.problem, r.response, r.spans)]
+                         if r.spans else [], requests)
+        return per_sample(self.judgment, requests, in_one_call(self.step_logits, ids))
+
+    def step_logits(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        """The 2 logits at every step tag of each input, in one pass of the pooling engine."""
         from vllm.pooling_params import PoolingParams
 
-        ids = self.token_ids(problem, response, spans)
         # Raw logits (no activation): the softmax below is the reference code's, for both styles.
         params = PoolingParams(use_activation=False, step_tag_id=self.step_tag_id)
-        (out,) = self.engine.llm.encode([{"prompt_token_ids": ids}], params, use_tqdm=False,
-                                        pooling_task="token_classify")
-        logits = out.outputs.data.float().reshape(-1, 2).tolist()
-        if len(logits) != len(spans):
-            raise ValueError(f"the PRM scored {len(logits)} tags for {len(spans)} steps")
+        outputs = self.engine.encode([{"prompt_token_ids": ids} for ids in batch], params,
+                                     pooling_task="token_classify")
+        return [out.outputs.data.float().reshape(-1, 2).tolist() for out in outputs]
+
+    def judgment(self, request: StepRequest, logits: list) -> StepJudgment:
+        if not request.spans:
+            return StepJudgment(scores=[], raw="")
+        (logits,) = logits
+        if len(logits) != len(request.spans):
+            raise ValueError(f"the PRM scored {len(logits)} tags for {len(request.spans)} steps")
         # classifier: label 1 is "correct"; shepherd: column 0 is the good token "+".
         scores = _softmax_column(logits, 1 if self.style == CLASSIFIER else 0)
         return StepJudgment(scores=scores, raw=json.dumps({"style": self.style, "logits": logits}))

@@ -11,21 +11,22 @@ that flag it), capped at 0.5 for wrong-answer solutions (an unflagged step there
 not correct); a step is labelled "incorrect" exactly when its score is < 0.5.
 
 A reply the parser cannot read does not vote. If no reply can be read, `on_malformed`
-decides: "fallback" (default) labels the steps by the same intrinsic signals read with rules
-(`thoughts.is_reflection`: a reflection corrects the step before it; `thoughts.states_answer`:
-a step whose result is the wrong answer matches it); "error" raises, so the sample gets a
-`judge_error`.
+decides: "fallback" (default) flags the steps that `reward_service.thoughts`' rules alone label
+incorrect (the same intrinsic signals read by rule: the interval a reflection corrects, the
+steps stating the wrong answer), so the scores agree with the labels the Scorer gives; "error"
+raises, so the sample gets a `judge_error`.
 """
 from __future__ import annotations
 
 import json
 import re
+from typing import Literal
 
-from reward_service.judges.base import Spans, StepJudge, StepJudgment
-from reward_service.judges.prompts import TPGRPO_CORRECT, TPGRPO_WRONG, numbered_steps, step_texts
+from reward_service.judges.base import StepJudgment, StepRequest
+from reward_service.judges.llm_judge import OnePromptJudge, one_of
+from reward_service.judges.prompts import TPGRPO_CORRECT, TPGRPO_WRONG, numbered_steps
 from reward_service.judges.registry import register
-from reward_service.llm import make_llm
-from reward_service.thoughts import CORRECT, INCORRECT, UNCERTAIN, is_reflection, states_answer
+from reward_service.thoughts import CORRECT, INCORRECT, UNCERTAIN, label_steps
 
 _NONE = re.compile(r"^\W*none\W*$", re.IGNORECASE | re.MULTILINE)
 # Numbers are capped at 6 digits: a garbage reply must not make int() parse 10^5 digits.
@@ -67,10 +68,9 @@ def parse_wrong(reply: str, num_steps: int) -> set[int] | None:
 
 
 def fallback_flags(texts: list[str], outcome_correct: bool, extracted: str | None) -> set[int]:
-    """The intrinsic signals read with rules, for when no reply is readable."""
-    if outcome_correct:
-        return {i - 1 for i in range(1, len(texts)) if is_reflection(texts[i])}
-    return {i for i, t in enumerate(texts) if states_answer(t, extracted)}
+    """The steps the rules alone label incorrect, for when no reply is readable."""
+    labels = label_steps([1.0] * len(texts), outcome_correct, texts, extracted)
+    return {i for i, label in enumerate(labels) if label == INCORRECT}
 
 
 def fuse(votes: list[set[int]], num_steps: int, outcome_correct: bool
@@ -86,42 +86,36 @@ def fuse(votes: list[set[int]], num_steps: int, outcome_correct: bool
     return scores, labels
 
 
+OnMalformed = Literal["fallback", "error"]
+
+
 @register("tpgrpo")
-class TPGRPOJudge(StepJudge):
-    def __init__(self, samples: int = 1, temperature: float = 0.0, max_tokens: int = 512,
-                 seed: int | None = 0, on_malformed: str = "fallback", **llm_options):
-        if on_malformed not in ("fallback", "error"):
-            raise ValueError(f"on_malformed must be 'fallback' or 'error', got {on_malformed!r}")
-        self.samples, self.temperature, self.max_tokens = samples, temperature, max_tokens
-        self.seed, self.on_malformed = seed, on_malformed
-        self.llm = make_llm(**llm_options)
+class TPGRPOJudge(OnePromptJudge):
+    samples, temperature, max_tokens = 1, 0.0, 512
 
-    def prompt(self, problem: str, texts: list[str], outcome_correct: bool,
-               extracted: str | None) -> str:
+    def __init__(self, on_malformed: OnMalformed = "fallback", **options):
+        self.on_malformed = one_of("on_malformed", on_malformed, OnMalformed)
+        super().__init__(**options)
+
+    def prompt(self, request: StepRequest, texts: list[str]) -> str:
         steps = numbered_steps(texts)
-        if outcome_correct:
-            return self.llm.format(TPGRPO_CORRECT.format(problem=problem, steps=steps))
-        answer = f" ({extracted})" if extracted else ""
-        return self.llm.format(TPGRPO_WRONG.format(problem=problem, steps=steps, answer=answer))
+        if request.outcome_correct:
+            return self.llm.format(TPGRPO_CORRECT.format(problem=request.problem, steps=steps))
+        answer = f" ({request.extracted})" if request.extracted else ""
+        return self.llm.format(TPGRPO_WRONG.format(problem=request.problem, steps=steps,
+                                                   answer=answer))
 
-    def judge_steps(self, problem: str, response: str, spans: Spans, outcome_correct: bool,
-                    extracted: str | None, gold: str | None = None) -> StepJudgment:
-        if not spans:
-            return StepJudgment(scores=[], labels=[], raw="")
-        texts = step_texts(response, spans)
-        prompt = self.prompt(problem, texts, outcome_correct, extracted)
-        (replies,) = self.llm.generate([prompt], n=self.samples, temperature=self.temperature,
-                                       max_tokens=self.max_tokens, seed=self.seed)
-        parse = parse_correct if outcome_correct else parse_wrong
+    def judgment(self, request: StepRequest, texts: list[str], replies: list[str]) -> StepJudgment:
+        parse = parse_correct if request.outcome_correct else parse_wrong
         votes = [v for v in (parse(r, len(texts)) for r in replies) if v is not None]
         fallback = None
         if not votes:
             if self.on_malformed == "error":
                 raise ValueError(f"tpgrpo: no readable reply among {len(replies)}: "
                                  f"{replies[0][:200]!r}")
-            fallback = sorted(fallback_flags(texts, outcome_correct, extracted))
+            fallback = sorted(fallback_flags(texts, request.outcome_correct, request.extracted))
             votes = [set(fallback)]
-        scores, labels = fuse(votes, len(texts), outcome_correct)
+        scores, labels = fuse(votes, len(texts), request.outcome_correct)
         raw = json.dumps({"replies": replies, "parsed": len(votes) if fallback is None else 0,
                           "fallback_flags": fallback})
         return StepJudgment(scores=scores, labels=labels, raw=raw)

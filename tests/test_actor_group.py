@@ -1,0 +1,110 @@
+"""ActorGroup under real Ray: one timeout and error policy, dead told from busy, replacement."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import ray
+
+from cluster.actor_group import CONTROL, ActorDied, ActorError, ActorGroup
+
+pytestmark = pytest.mark.timeout(300)
+
+
+class Worker:
+    """`work` holds the actor's queue until `release` (served beside it) lets it finish."""
+
+    def __init__(self, fail: bool = False):
+        if fail:
+            raise ValueError("no such backend 'nope'")
+        self.gate = threading.Event()
+
+    def ready(self) -> bool:
+        return True
+
+    def work(self) -> str:
+        self.gate.wait()
+        return "done"
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def boom(self, row: int) -> None:
+        raise KeyError(f"row {row}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_local():
+    # the actors' class lives in this test module: the workers must be able to import it
+    path = f"{Path(__file__).parent}:{Path(__file__).parent.parent}"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    yield
+    ray.shutdown()
+
+
+def test_a_busy_actor_is_not_dead_and_a_killed_one_is(tmp_path):
+    group = ActorGroup("w", Worker, 3, timeout_s=120, options={"num_cpus": 0})
+    try:
+        group.get_all("ready")
+        working = group.call_all("work")  # every actor is busy until released
+        assert group.dead_indices() == []
+        ray.kill(group.actors[1])
+        assert group.dead_indices() == [1]
+        with pytest.raises(ActorDied, match=r"w\.work on w-1: the actor died"):
+            group.get(working, "work")
+        group.replace(1)
+        assert group.names == ["w-0", "w-1-r1", "w-2"] and group.dead_indices() == []
+        assert ray.get_actor("w-1-r1") is not None
+        for i in (0, 2):
+            group.actors[i].release.options(concurrency_group=CONTROL).remote()
+        assert ray.get([working[0], working[2]], timeout=60) == ["done", "done"]  # their queue was untouched
+    finally:
+        group.shutdown()
+    assert not [n for n in ray.util.list_named_actors() if n.startswith("w-")]
+
+
+def test_a_check_that_gets_no_answer_reports_nothing_dead():
+    class Stuck(Worker):
+        def ready(self) -> bool:  # even the health check never answers
+            threading.Event().wait()
+            return True
+
+    group = ActorGroup("stuck", Stuck, 1, timeout_s=1, options={"num_cpus": 0})
+    try:
+        assert group.dead_indices() == []  # unknown is not dead, and the check does not raise
+    finally:
+        group.shutdown()
+
+
+def test_errors_name_the_actor_the_method_and_the_cause():
+    group = ActorGroup("w", Worker, 2, timeout_s=120, options={"num_cpus": 0})
+    try:
+        with pytest.raises(ActorError, match=r"w\.boom on w-[01] failed: KeyError: 'row 7'") as err:
+            group.get_all("boom", 7)
+        assert not isinstance(err.value, ActorDied)
+        assert group.call(1, "ready") is True
+    finally:
+        group.shutdown()
+
+
+def test_a_call_past_the_groups_timeout_is_an_error_naming_who_did_not_answer():
+    group = ActorGroup("slow", Worker, 2, timeout_s=120, options={"num_cpus": 0})
+    try:
+        group.get_all("ready")
+        group.timeout_s = 0.5
+        with pytest.raises(ActorError, match=r"slow\.work: no answer within 0\.5s from slow-0, slow-1"):
+            group.get_all("work")
+    finally:
+        group.shutdown()
+
+
+def test_a_constructor_that_fails_is_an_error_not_a_death():
+    group = ActorGroup("bad", Worker, 1, timeout_s=120, options={"num_cpus": 0}, kwargs={"fail": True})
+    try:
+        with pytest.raises(ActorError, match=r"bad\.ready on bad-0 failed: .*ValueError: no such backend 'nope'") as err:
+            group.get_all("ready")
+        assert not isinstance(err.value, ActorDied)  # replacing it would only fail again
+    finally:
+        group.shutdown()

@@ -1,0 +1,79 @@
+"""How the pipeline deals work to judges, and a real batch through rollout → judges → buffer."""
+from __future__ import annotations
+
+import pytest
+import ray
+
+from actors.judge import JudgeWorker
+from actors.rollout import RolloutWorker
+from cluster.actor_group import ActorGroup
+from cluster.buffer import create_buffer
+from cluster.pipeline import Pipeline, Weights, judge_pieces, split_evenly
+from core.config import load_config
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.mark.parametrize("num_rollout", range(1, 7))
+@pytest.mark.parametrize("num_judges", range(1, 9))
+def test_every_judge_gets_work_in_the_fewest_largest_calls(num_rollout, num_judges):
+    for num_prompts in range(1, 40):
+        chunks = split_evenly(list(range(num_prompts)), num_rollout)
+        pieces = judge_pieces(chunks, num_judges)
+        # every prompt in exactly one piece of its own chunk, in order
+        assert [sorted(p for piece in ps for p in piece) for ps in pieces] == chunks
+        calls = [piece for ps in pieces for piece in ps]
+        assert all(calls)
+        # dealt round-robin, as many calls as judges reach every judge (when there are enough prompts)
+        assert len(calls) >= min(num_judges, num_prompts)
+        # and no more calls than that takes: ceil(M / chunks) per chunk
+        busy_chunks = sum(1 for c in chunks if c)
+        assert all(len(ps) <= -(-num_judges // busy_chunks) for ps in pieces)
+        sizes = [len(piece) for ps in pieces for piece in ps]
+        assert max(sizes) - min(sizes) <= 1  # and as even as they can be
+
+
+def test_a_prompt_drawn_twice_in_one_batch_is_two_groups():
+    from cluster.train import to_prompts
+    rows = [{"prompt_id": f"p{i}", "problem": f"{i} + 1", "answer": str(i + 1)} for i in (0, 1, 2, 0)]
+    ids = [p["group_id"] for p in to_prompts(rows, "s3", str)]
+    assert len(set(ids)) == 4  # a batch across an epoch boundary holds p0 twice
+    assert ids == [p["group_id"] for p in to_prompts(rows, "s3", str)]  # a re-issue is the same group
+    assert not set(ids) & {p["group_id"] for p in to_prompts(rows, "s4", str)}  # another sampling is not
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_batch_from_one_engine_reaches_every_judge_and_each_group_the_buffer_once(ray_local, tiny_model_dir):
+    cfg = load_config(None, ["rollout.num_actors=1", "judge.num_actors=3", "rollout.samples_per_prompt=2",
+                             "rollout.max_new_tokens=8", "trainer.call_timeout_s=300"])
+    timeout = cfg.trainer.call_timeout_s
+    rollout = ActorGroup("rollout", RolloutWorker, 1, timeout, {"num_cpus": 0}, args=(str(tiny_model_dir),),
+                         kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
+    judges = ActorGroup("judge", JudgeWorker, 3, timeout, {"num_cpus": 0}, kwargs=dict(backend="tool"))
+    buffer = create_buffer(2, 0, capacity_groups=12, algorithm="grpo", alpha=1.0)
+    try:
+        pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=lambda _: None)
+        prompts = [{"prompt_id": f"p{i}", "group_id": f"g{i}", "problem": f"{i} + 1", "prompt_text": f"{i} + 1 =",
+                    "gold_answer": str(i + 1)} for i in range(6)]
+        batch = pipeline.submit(0, prompts)
+        ray.kill(judges.actors[1])  # one judge call fails; only it is re-issued
+        summaries = pipeline.collect(batch)
+
+        assert sorted(g for s in summaries for g in s["groups"]) == [f"g{i}" for i in range(6)]
+        assert pipeline.restarts == {"rollout": 0, "judge": 1} and judges.names[1] == "judge-1-r1"
+        judged = [s["samples"] for s in judges.get_all("stats")]
+        assert judged[0] == judged[2] == 4, judged  # two groups of two samples each
+        taken = ray.get(buffer.take.remote(6, 0, timeout), timeout=timeout)
+        assert sorted(taken["group_ids"]) == [f"g{i}" for i in range(6)] and taken["num_samples"] == 12
+        depth = ray.get(buffer.depth.remote(), timeout=timeout)
+        assert depth["groups_added"] == 6 and depth["pending_groups"] == 0
+    finally:
+        for part in (rollout, judges):
+            part.shutdown()
+        ray.kill(buffer)

