@@ -2,6 +2,12 @@
 
 `RolloutWorker` is a plain class (tests use it directly); `RolloutActor` is the same class as
 a Ray actor, whose resources the caller sets with `.options(num_cpus=..., num_gpus=...)`.
+
+New weights arrive whole from the object store (`update_weights`) or over a collective from
+learner rank 0, which drives `init_weight_transfer`, `start_weight_update`, `receive_weights`
+and `finish_weight_update` (learner.weight_transfer.EngineClient). The version advances only
+when a transfer finishes; from its start until then `version()` is None: a transfer that fails
+midway leaves part old, part new weights, which never serve (the run replaces the engine).
 """
 from __future__ import annotations
 
@@ -11,11 +17,12 @@ from typing import Any
 
 import pyarrow as pa
 import ray
+import torch
 
 from core.engine import VLLMEngine
 from core.ray_metrics import PartMetrics
 from core.records import ROLLOUT_SCHEMA, to_table
-from core.weights import Packed, nbytes
+from core.weights import Packed, nbytes, padded_nbytes
 
 PROMPT_FIELDS = ("prompt_id", "problem", "prompt_text", "gold_answer")
 
@@ -31,13 +38,14 @@ class RolloutWorker:
         self._generate_seconds = 0.0
         self._last_sync_seconds = 0.0
         self._last_sync_bytes = 0
-        self._busy_until = time.monotonic()
+        self._sync_started = self._busy_until = time.monotonic()
         self.metrics = PartMetrics(run_name, "rollout")  # Ray's metrics export, tagged with this actor
 
     def ready(self) -> bool:
         return True
 
-    def version(self) -> int:
+    def version(self) -> int | None:
+        """The policy version served; None while the weights are not one whole version."""
         return self.engine.version
 
     def generate(
@@ -62,6 +70,8 @@ class RolloutWorker:
                 raise ValueError(f"prompt #{i} lacks fields {missing} (needs {list(PROMPT_FIELDS)})")
         start = time.monotonic()
         version = self.engine.version
+        if version is None:
+            raise RuntimeError("this engine holds incomplete weights (a weight transfer did not finish)")
         prompt_ids = [self.tokenizer.encode(p["prompt_text"], add_special_tokens=False) for p in prompts]
         groups = self.engine.generate(prompt_ids, n, max_tokens, temperature, top_p, seed, stop)
         rows = []
@@ -103,6 +113,28 @@ class RolloutWorker:
         self._busy_until = end
         return self.engine.version
 
+    # ---- weights over a collective (vLLM's weight-sync client calls, in this order) ----------
+
+    def init_weight_transfer(self, init_info: dict) -> None:
+        self.engine.init_weight_transfer(init_info)
+
+    def start_weight_update(self) -> None:
+        self._sync_started = time.monotonic()
+        self.engine.version = None
+        self.engine.start_weight_update()
+
+    def receive_weights(self, update_info: dict) -> None:
+        self.engine.receive_weights(update_info)
+        self._last_sync_bytes = sum(padded_nbytes(getattr(torch, d), s)
+                                    for d, s in zip(update_info["dtype_names"], update_info["shapes"]))
+
+    def finish_weight_update(self, version: int) -> int:
+        self.engine.finish_weight_update()
+        self.engine.version = int(version)
+        self._busy_until = time.monotonic()
+        self._last_sync_seconds = self._busy_until - self._sync_started
+        return self.engine.version
+
     def weights_hash(self) -> str | None:
         """The served weights' hash; None where the engine cannot read them back (tensor-parallel
         shards): a check that cannot be made is reported as not made."""
@@ -113,7 +145,7 @@ class RolloutWorker:
 
     def stats(self) -> dict[str, float]:
         return {
-            "policy_version": float(self.engine.version),
+            "policy_version": float("nan") if self.engine.version is None else float(self.engine.version),
             "tokens_generated": float(self._tokens_generated),
             "samples_generated": float(self._samples_generated),
             "generate_seconds": self._generate_seconds,

@@ -133,7 +133,8 @@ def run_job(name: str, out_dir: Path, overrides: dict, timeout_s: float = 3600,
     """`python -m cluster.launch CONFIG` with `overrides`; returns (summary, records)."""
     import subprocess
     import sys
-    cmd = [sys.executable, "-m", "cluster.launch", str(config), "--set", f"name={name}",
+    # --overwrite: a benchmark reruns its runs under the same names
+    cmd = [sys.executable, "-m", "cluster.launch", str(config), "--overwrite", "--set", f"name={name}",
            "--set", f"trainer.output_dir={out_dir}"]
     for key, value in overrides.items():
         cmd += ["--set", f"{key}={value}"]

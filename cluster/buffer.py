@@ -6,6 +6,12 @@ turns the complete groups into learner-ready experience (token advantages) and t
 the reference to that. `take` hands out the oldest complete groups, refusing any whose policy
 version is more than `max_staleness` behind the learner. `add` waits while the buffer is full,
 so producers feel back-pressure instead of growing a queue without bound.
+
+On a cluster a node can be lost with what its object store holds. The buffer lives on the
+driver's node and builds the experience there, and `add` returns only once the experience of
+the groups it completed exists: from then on nothing of those groups depends on a rollout or
+judge node. If the scored table was lost first, `add` fails and forgets those groups, so the
+caller can judge them again and add them as if for the first time.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster.experience import make_experience
 from core.ray_metrics import PartMetrics
@@ -48,15 +55,17 @@ class ExperienceBuffer:
         self.stats = {"groups_added": 0, "groups_taken": 0, "groups_stale_dropped": 0,
                       "samples_stale_dropped": 0, "judge_errors": 0, "add_wait_s": 0.0}
         self.metrics = PartMetrics(run_name, "buffer", actor="buffer")  # Ray's metrics export
+        # experience is built here, on the buffer's node (the driver's): see the module doc
+        self._here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self._publish_depth()
 
     async def add(self, summary: dict, refs: list) -> int:
-        """Register one scored table (`refs` = [ObjectRef]); returns the number of groups completed."""
+        """Register one scored table (`refs` = [ObjectRef]); returns the number of groups completed,
+        once their experience exists."""
         t0 = time.monotonic()
         async with self._changed:
             await self._changed.wait_for(lambda: len(self._ready) < self.capacity)
             self.stats["add_wait_s"] += time.monotonic() - t0
-            self.stats["judge_errors"] += summary.get("judge_errors", 0)
             completed = []
             for gid, info in summary["groups"].items():
                 g = self._pending.setdefault(gid, _Group(version=info["version"]))
@@ -67,23 +76,27 @@ class ExperienceBuffer:
                     raise ValueError(f"group {gid} received {g.count} samples, more than {self.group_size}")
                 if g.count == self.group_size:
                     completed.append(gid)
-            if completed:
-                self._complete(completed)
-                self._changed.notify_all()
+            groups = {gid: self._pending.pop(gid) for gid in completed}
             self._publish_depth()
-        return len(completed)
+        ready = await self._experience(groups) if groups else []  # on failure the groups are forgotten
+        async with self._changed:
+            self.stats["judge_errors"] += summary.get("judge_errors", 0)
+            self._ready += ready
+            self.stats["groups_added"] += len(ready)
+            self._changed.notify_all()
+            self._publish_depth()
+        return len(ready)
 
-    def _complete(self, group_ids: list[str]) -> None:
-        groups = {gid: self._pending.pop(gid) for gid in group_ids}
+    async def _experience(self, groups: dict[str, _Group]) -> list[ReadyGroup]:
+        """The groups' experience, built by one task on this node and waited for."""
         refs = list({r.hex(): r for g in groups.values() for r in g.refs}.values())
         # One returned object per group, so a take never drags other groups along.
-        exps = make_experience.options(num_returns=len(group_ids)).remote(
-            group_ids, self.algorithm, self.alpha, *refs, beta=self.beta)
+        exps = make_experience.options(num_returns=len(groups), scheduling_strategy=self._here).remote(
+            list(groups), self.algorithm, self.alpha, *refs, beta=self.beta)
         exps = exps if isinstance(exps, list) else [exps]
+        await asyncio.gather(*exps)
         now = time.monotonic()
-        for (gid, g), exp in zip(groups.items(), exps):
-            self._ready.append(ReadyGroup(gid, g.version, g.count, exp, now))
-        self.stats["groups_added"] += len(group_ids)
+        return [ReadyGroup(gid, g.version, g.count, exp, now) for (gid, g), exp in zip(groups.items(), exps)]
 
     async def take(self, num_groups: int, learner_step: int, timeout_s: float) -> dict:
         """The oldest `num_groups` complete groups that are fresh enough for `learner_step`."""
@@ -134,5 +147,7 @@ class ExperienceBuffer:
 
 def create_buffer(group_size: int, max_staleness: int, capacity_groups: int,
                   algorithm: str, alpha: float, beta: float = 0.75, run_name: str = ""):
-    actor = ray.remote(num_cpus=0)(ExperienceBuffer).options(name="buffer")  # findable with ray.get_actor
+    """The buffer actor, named "buffer" (findable with ray.get_actor), on the caller's node."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0)(ExperienceBuffer).options(name="buffer", scheduling_strategy=here)
     return actor.remote(group_size, max_staleness, capacity_groups, algorithm, alpha, beta, run_name)

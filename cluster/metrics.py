@@ -73,11 +73,11 @@ class RunMetrics:
         self._record("train_accuracy", rec["train_accuracy"])
         self._record("step_seconds", rec["step_seconds"])
 
-    def observe_parts(self, buffer: dict, judges: list[dict], idle: dict) -> None:
+    def observe_parts(self, buffer: dict, grader_timeouts: int, idle: dict) -> None:
         self._record("buffer_ready_groups", buffer["ready_groups"])
         self._record("buffer_pending_groups", buffer["pending_groups"])
         self._record("samples_stale_dropped", buffer["samples_stale_dropped"])
-        self._record("grader_timeouts", sum(j.get("grader_timeouts", 0) for j in judges))
+        self._record("grader_timeouts", grader_timeouts)
         for part in ("rollout", "learner"):
             if part in idle:  # a part not measured this time keeps its last value
                 self._record(f"{part}_idle_ratio", min(1.0, max(0.0, idle[part])))

@@ -15,7 +15,7 @@ from typing import Callable
 
 from cluster.progress import Progress
 from core.config import Config
-from core.datasets import SYNTHETIC_TASKS, synthetic_task
+from core.datasets import SYNTHETIC, SYNTHETIC_TASKS, synthetic_task
 from core.prompts import PromptFormat
 from core.tiny_model import build_tiny_model
 
@@ -92,8 +92,8 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
     spec = {"base": str(base.resolve()), "ws": ws.model_dump(exclude={"answer_only"}), "data": cfg.data.train,
             "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed, "rows": len(rows),
             "prompt": cfg.prompt.model_dump()}
-    task = inspect.getmodule(SYNTHETIC_TASKS[synthetic_task(cfg.data.synthetic)][1])
-    worked = _stage(cache / f"warm-{_key(spec, code=(task,))}", spec, log, lambda: progress("warm start", ws.steps),
+    task = SYNTHETIC_TASKS[synthetic_task(cfg.data.synthetic)]
+    worked = _stage(cache / f"warm-{_key(spec, code=(inspect.getmodule(task.make_split),))}", spec, log, lambda: progress("warm start", ws.steps),
                     f"{ws.steps} supervised steps on {len(rows)} solutions",
                     lambda d, on_step: warm_start(str(base), str(d), rows, steps=ws.steps, lr=ws.lr,
                                                   batch_size=ws.batch_size, seed=cfg.seed, log=detail,
@@ -102,9 +102,13 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
     if stage.steps == 0:
         return worked
     spec = {"from": str(worked.resolve()), "stage": stage.model_dump(), "batch_size": ws.batch_size, "seed": cfg.seed}
-    mixed = answer_only(rows, stage.rate, cfg.seed)
-    return _stage(cache / f"warm-answer-only-{_key(spec)}", spec, log, lambda: progress("answer-only", stage.steps),
-                  f"{stage.steps} more steps with {stage.rate:.0%} of solutions cut to the answer",
+    if task.habit_rows is not None and cfg.data.train == SYNTHETIC:  # the task's own habit
+        mixed, label = task.habit_rows(cfg.data.synthetic, rows, stage.rate, cfg.seed), "habit"
+        what = f"{stage.steps} more steps on solutions with the task's habit at rate {stage.rate:.0%}"
+    else:
+        mixed, label = answer_only(rows, stage.rate, cfg.seed), "answer-only"
+        what = f"{stage.steps} more steps with {stage.rate:.0%} of solutions cut to the answer"
+    return _stage(cache / f"warm-answer-only-{_key(spec)}", spec, log, lambda: progress(label, stage.steps), what,
                   lambda d, on_step: warm_start(str(worked), str(d), mixed, steps=stage.steps, lr=stage.lr,
                                                 batch_size=ws.batch_size, seed=cfg.seed, log=detail,
                                                 on_step=on_step, prompt=prompt))

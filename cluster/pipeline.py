@@ -10,17 +10,21 @@ judges; its scored table goes to the buffer still as a reference. The driver kee
 summaries.
 
 A judge call whose rollout or judge actor died is re-issued after the actor is replaced (a new
-rollout actor first receives the current weights, then generates its chunk again). Group ids
-travel with the prompts, so a re-issued group is the same group, and only the calls that
-failed are re-issued: the buffer sees each group once, and only after its judge finished.
+rollout actor first receives the current weights, then generates its chunk again). So is a call
+whose rollout or scored table was lost (a node gone with its object store: the chunk is
+generated again). Group ids travel with the prompts, so a re-issued group is the same group,
+and only the calls that failed are re-issued: the buffer sees each group once, and only after
+its judge finished and its experience exists (cluster/buffer.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
-import ray  # noqa: F401  (ObjectRef in annotations)
+import ray
 
 from cluster.actor_group import ActorDied, ActorError, ActorGroup, get
+from cluster.timeline import Timeline
 from core.config import Config
 
 
@@ -29,6 +33,8 @@ class JudgeCall:
     """The groups one judge scores out of one rollout chunk, and where its results are."""
     group_ids: list[str]
     judge_index: int
+    judge: str = ""  # the judge actor the call went to (a replacement has another name)
+    table: "ray.ObjectRef | None" = None  # the rollout table it judges
     summary: "ray.ObjectRef | None" = None
     added: "ray.ObjectRef | None" = None
     result: dict | None = None  # the summary, once collected
@@ -49,6 +55,11 @@ class Work:
     table: "ray.ObjectRef | None" = None
     engine: str = ""  # the rollout actor that generated `table` (a replacement has another name)
 
+    @property
+    def batch(self) -> int | str:
+        """The training batch this work is for, or "eval"."""
+        return self.step if self.to_buffer else "eval"
+
 
 @dataclass
 class Batch:
@@ -59,8 +70,9 @@ class Batch:
 
 @dataclass
 class Weights:
-    """The newest weights the engines should serve (a replaced engine is brought up to them)."""
-    packed: "ray.ObjectRef | None" = None
+    """The newest weights the engines should serve (a replaced engine is brought up to them):
+    `send(indices, version)` makes the rollout engines at `indices` serve them as `version`."""
+    send: Callable[[list[int], int], None] | None = None
     version: int = 0
 
 
@@ -81,12 +93,28 @@ def judge_pieces(chunks: list[list], num_judges: int) -> list[list[list]]:
     return [[p for p in split_evenly(c, per_chunk) if p] for c in chunks]
 
 
+def lost_object(err: BaseException) -> bool:
+    """Whether `err` is, or was caused by, an object that no node holds any more."""
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ray.exceptions.ObjectLostError):
+            return True
+        todo += [e.__cause__, getattr(e, "cause", None) if isinstance(getattr(e, "cause", None), BaseException) else None]
+    return False
+
+
 class Pipeline:
     def __init__(self, cfg: Config, rollout: ActorGroup, judges: ActorGroup, buffer, weights: Weights,
                  log=print, max_attempts: int = 3):
         self.cfg, self.rollout, self.judges, self.buffer = cfg, rollout, judges, buffer
         self.weights, self.log, self.max_attempts = weights, log, max_attempts
         self.restarts = {rollout.name: 0, judges.name: 0}
+        self.timeline = Timeline()
+        self._grader_timeouts: dict[str, int] = {}  # per judge actor, as its last summary said
 
     def submit(self, step: int, prompts: list[dict], n: int | None = None, temperature: float | None = None,
                to_buffer: bool = True) -> Batch:
@@ -111,10 +139,12 @@ class Pipeline:
         w.table = self.rollout.actors[w.rollout_index].generate.remote(
             w.prompts, n=w.n, max_tokens=self.cfg.rollout.max_new_tokens, temperature=w.temperature,
             top_p=self.cfg.rollout.top_p, seed=w.seed)
+        self.timeline.call("rollout", w.engine, w.batch, w.table)
 
     def _judge(self, w: Work, call: JudgeCall) -> None:
         call.attempts += 1
         judge = self.judges.actors[call.judge_index]
+        call.judge, call.table = self.judges.actor_name(call.judge_index), w.table
         call.summary, scored = judge.score.options(num_returns=2).remote(w.table, call.group_ids)
         call.added = self.buffer.add.remote(call.summary, [scored]) if w.to_buffer else None
 
@@ -125,20 +155,29 @@ class Pipeline:
         for w in batch.works:
             for call in w.calls:
                 while call.result is None:
-                    what = f"step {w.step} ({w.engine} → {self.judges.actor_name(call.judge_index)})"
+                    what = f"step {w.step} ({w.engine} → {call.judge})"
                     try:
                         if call.added is not None:
                             get(call.added, timeout, f"{what}: buffer.add")
                         call.result = get(call.summary, timeout, what)
-                    except ActorDied as died:
+                        self.timeline.span("judge", call.judge, w.batch, call.result["started"], call.result["ended"])
+                        self._grader_timeouts[call.judge] = call.result["grader_timeouts"]
+                    except ActorError as failed:
+                        if not isinstance(failed, ActorDied) and not lost_object(failed):
+                            raise
                         if call.attempts >= self.max_attempts:
-                            raise ActorError(f"{what}: gave up after {call.attempts} attempts") from died
-                        self.log(f"{died}; replacing dead actors and re-issuing {len(call.group_ids)} groups")
+                            raise ActorError(f"{what}: gave up after {call.attempts} attempts") from failed
+                        self.log(f"{failed}; replacing dead actors and re-issuing {len(call.group_ids)} groups")
                         self.heal()
-                        if self.rollout.actor_name(w.rollout_index) != w.engine:
-                            self._generate(w)  # its engine was replaced: the old table may be gone
+                        if self.rollout.actor_name(w.rollout_index) != w.engine or \
+                                (lost_object(failed) and call.table is w.table):
+                            self._generate(w)  # the table is gone, or its engine (and maybe the table) is
                         self._judge(w, call)
         return [call.result for w in batch.works for call in w.calls]
+
+    def grader_timeouts(self) -> int:
+        """Answers whose grading hit the time limit, over every judge actor of the run so far."""
+        return sum(self._grader_timeouts.values())
 
     def heal(self) -> None:
         """Replace dead rollout/judge actors; bring every engine to the current weights."""
@@ -147,12 +186,17 @@ class Pipeline:
                 self.log(f"{group.actor_name(i)} is gone; starting a replacement")
                 group.replace(i)
                 self.restarts[group.name] += 1
-        if self.weights.packed is not None:
+        if self.weights.send is not None:
             versions = self.rollout.get_all("version")
+            for i in [i for i, v in enumerate(versions) if v is None]:
+                # A transfer stopped midway left it part old, part new: it is replaced as if dead.
+                self.log(f"{self.rollout.actor_name(i)} holds incomplete weights; starting a replacement")
+                self.rollout.replace(i)
+                self.restarts[self.rollout.name] += 1
+                versions[i] = 0
             stale = [i for i, v in enumerate(versions) if v != self.weights.version]
-            get([self.rollout.actors[i].update_weights.remote(self.weights.packed, self.weights.version)
-                 for i in stale], self.rollout.timeout_s, "rollout.update_weights (restored engine)",
-                [self.rollout.actor_name(i) for i in stale])
+            if stale:
+                self.weights.send(stale, self.weights.version)
 
     def ask_all(self, group: ActorGroup, method: str, *args) -> list:
         """`method` on every actor of `group`; a dead one is replaced (`heal`) and all are asked again."""
@@ -166,11 +210,11 @@ class Pipeline:
                 self.heal()
         raise AssertionError("unreachable")
 
-    def sync(self, packed: "ray.ObjectRef", version: int) -> None:
-        """Every engine serves `packed` as `version` (a replaced engine is brought up to it)."""
-        self.weights = Weights(packed, version)
+    def sync(self, weights: Weights) -> None:
+        """Every engine serves `weights` (a replaced engine is brought up to them)."""
+        self.weights = weights
         try:
-            self.rollout.get_all("update_weights", packed, version)
-        except ActorDied as died:
-            self.log(f"weight sync: {died}; replacing it")
+            weights.send(list(range(len(self.rollout))), weights.version)
+        except ActorError as failed:  # an engine died or its transfer failed
+            self.log(f"weight sync: {failed}; replacing the engines it left behind")
             self.heal()

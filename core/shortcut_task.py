@@ -14,12 +14,14 @@ next two into one claim without writing the intermediate result:
     Step d: 13 - 6 = 7
     The answer is \\boxed{7}
 
-Reference solutions take the shortcut at `shortcut_rate` of those lines, so a warm-started
-policy has the habit; `slip_rate` of their shortcuts state a wrong result, followed at once by
-a reflection that works the two operations out ("Wait, 7 + 5 = 12 and 12 - 3 = 9."). Every
-reference answer is right. A small model adds two numbers far more reliably than three, so the
-shortcut is a habit it can drop rather than a skill it lacks; an error sits in one line, where a
-false claim shows it, and the answer only says whether every line went right.
+The reference solution of a row works one operation per line; the warm start trains on those
+first, so the policy can work a chain out. `habit_rows` rewrites them for the warm start's short
+second stage: they merge at `rate` of the lines where two operations remain, and `slip_rate` of
+the merges state a wrong result, followed at once by a reflection that works the two operations
+out ("Wait, 7 + 5 = 12 and 12 - 3 = 9."); every answer stays right. The policy then has the habit
+of merging, learnt briefly: its merged lines are wrong far more often than its careful ones, so
+the shortcut is a habit it can drop rather than a skill it lacks. An error sits in one line,
+where a false claim shows it, and the answer only says whether every line went right.
 
 `write_solution` also writes the solutions a policy with given `Habits` would (wrong shortcuts
 left standing, reflections after right ones), recording which lines are faulty, and
@@ -48,8 +50,7 @@ class ShortcutTaskConfig(BaseModel):
     max_ops: int = Field(5, ge=2, le=len(LABELS))
     max_operand: int = Field(9, ge=2)
     max_value: int = Field(40, ge=2)  # cap on every value, the unwritten middle of a shortcut too
-    shortcut_rate: float = Field(0.7, ge=0.0, le=1.0)  # reference lines that merge two operations
-    slip_rate: float = Field(0.25, ge=0.0, le=1.0)  # reference shortcuts stated wrong, then reflected
+    slip_rate: float = Field(0.3, ge=0.0, le=1.0)  # habit_rows: merges stated wrong, then reflected
     seed: int = 0
 
     @model_validator(mode="after")
@@ -111,10 +112,11 @@ _PROBLEM_OP = re.compile(r"([a-j])\) ([+-]) (\d+)")
 
 
 def parse_problem(text: str) -> Problem:
+    """The problem `Problem.text` wrote; ValueError for any other text."""
     m = _PROBLEM.fullmatch(text.strip())
-    if not m:
+    ops = tuple(Op(label, op, int(b)) for label, op, b in _PROBLEM_OP.findall(m.group(2))) if m else ()
+    if not ops or Problem(int(m.group(1)), ops).text != text.strip():
         raise ValueError(f"not a shortcut-task problem: {text!r}")
-    ops = tuple(Op(label, op, int(b)) for label, op, b in _PROBLEM_OP.findall(m.group(2)))
     return Problem(int(m.group(1)), ops)
 
 
@@ -214,8 +216,17 @@ def sample_moves(rng: random.Random, problem: Problem, habits: Habits) -> list[M
     return moves
 
 
-def reference_habits(cfg: ShortcutTaskConfig) -> Habits:
-    return Habits(shortcut=cfg.shortcut_rate, shortcut_error=cfg.slip_rate)
+def habit_rows(cfg: ShortcutTaskConfig, rows: list[dict], rate: float, seed: int) -> list[dict]:
+    """`rows` with solutions that merge at `rate` of the lines where they can, `cfg.slip_rate` of
+    the merges stated wrong and reflected at once (every answer stays right); deterministic."""
+    rng = random.Random(f"shortcut-habit-{seed}")
+    habits = Habits(shortcut=rate, shortcut_error=cfg.slip_rate)
+    out = []
+    for row in rows:
+        problem = parse_problem(row["problem"])
+        solution = write_solution(problem, sample_moves(rng, problem, habits))
+        out.append(dict(row, solution=solution.text, faulty_steps=solution.faulty_lines))
+    return out
 
 
 # ---- reading a policy's solution ----------------------------------------------------------
@@ -307,7 +318,6 @@ class HabitCounts:
 
 def _generate(cfg: ShortcutTaskConfig, split: str, count: int, exclude: set[str]) -> list[dict]:
     rng = random.Random(f"shortcut-{cfg.seed}-{split}")  # str seeds are stable across runs
-    habits = reference_habits(cfg)
     rows: list[dict] = []
     seen = set(exclude)
     attempts, max_attempts = 0, 50 * count + 1000
@@ -320,7 +330,7 @@ def _generate(cfg: ShortcutTaskConfig, split: str, count: int, exclude: set[str]
         if problem.text in seen:
             continue
         seen.add(problem.text)
-        solution = write_solution(problem, sample_moves(rng, problem, habits))
+        solution = write_solution(problem, [Move(merge=False)] * len(problem.ops))
         rows.append({"prompt_id": f"shortcut-{split}-{len(rows):06d}", "problem": problem.text,
                      "answer": str(problem.answer), "solution": solution.text,
                      "faulty_steps": solution.faulty_lines})
@@ -329,7 +339,8 @@ def _generate(cfg: ShortcutTaskConfig, split: str, count: int, exclude: set[str]
 
 def make_split(cfg: ShortcutTaskConfig, split: str) -> list[dict]:
     """Rows {prompt_id, problem, answer, solution, faulty_steps}; deterministic, eval and train
-    disjoint. `faulty_steps`: the lines (steps of the `lines` splitter) whose claim is false."""
+    disjoint. The solution works one operation per line; `faulty_steps` (the lines, i.e. steps of
+    the `lines` splitter, whose claim is false) is empty until `habit_rows` rewrites it."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     eval_rows = _generate(cfg, "eval", cfg.num_eval, exclude=set())

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core.files import write_atomically
 
 MANIFEST = "manifest.json"
 POINTER = "latest"  # DeepSpeed's name, so its own tools (zero_to_fp32.py) follow it too
@@ -47,17 +48,6 @@ def pointer(ckpt_dir: str | Path) -> str | None:
         return (Path(ckpt_dir) / POINTER).read_text().strip() or None
     except OSError:
         return None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`:
-    a reader sees the old content or the new, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def list_files(tag_dir: str | Path) -> list[str]:

@@ -5,11 +5,14 @@ so their timeout and error policy is the one every group of the run has: a hung,
 dead rank is an error naming it (`learner-<rank>`), the first failure ends the wait at once.
 What is particular to a learner sits on top: the rendezvous (a rank joins the process group in
 its constructor, so each actor starts empty, rank 0 reports its node IP and a free port, then
-all ranks are built together) and merging the ranks' stats of a step. Every call goes to all
-ranks at once (they run collectives).
+all ranks are built together), merging the ranks' stats of a step, and the two ways weights
+reach the engines: `export_weights` (rank 0's packed state dict in the object store) and
+`send_weights` (rank 0 streams them to the engines over a collective, forming the group again
+whenever the engines change). Every call goes to all ranks at once (they run collectives).
 """
 from __future__ import annotations
 
+import importlib
 import socket
 from typing import Any
 
@@ -22,6 +25,8 @@ from core.weights import nbytes
 _CONCATENATED = ("sample_keys", "policy_versions", "rewards")
 _AVERAGED = ("loss", "clip_frac", "ratio", "kl", "kl_ref", "grad_norm", "tokens_per_s")
 _MAXED = ("step_seconds",)
+# What a rank trains, by kind: module and class (imported inside the actor: they import deepspeed).
+RANK_KINDS = {"policy": ("learner.rank", "LearnerRank"), "prm": ("learner.prm_rank", "PRMRank")}
 
 
 class LearnerRankActor:
@@ -40,12 +45,12 @@ class LearnerRankActor:
             port = s.getsockname()[1]
         return ray.util.get_node_ip_address(), port
 
-    def start(self, **kwargs) -> None:
+    def start(self, kind: str = "policy", **kwargs) -> None:
         if self.cpu_threads:  # here, in the thread that trains (methods run beside the health check)
             import torch
             torch.set_num_threads(self.cpu_threads)
-        from learner.rank import LearnerRank
-        self.rank = LearnerRank(**kwargs)
+        module, name = RANK_KINDS[kind]
+        self.rank = getattr(importlib.import_module(module), name)(**kwargs)
 
     def train_step(self, tables_or_refs) -> dict:
         return self.rank.train_step(_resolve_tables(tables_or_refs))
@@ -71,15 +76,19 @@ def _resolve_tables(tables_or_refs) -> list:
 
 class LearnerGroup:
     """The ranks of `ranks` (an ActorGroup of LearnerRankActor) built as one learner on
-    `model_path`; `rank_kwargs` go to every LearnerRank. Collectives inside the ranks time out
+    `model_path`; `rank_kwargs` go to every rank of `kind` (`RANK_KINDS`: the policy's
+    LearnerRank, or a process reward model's PRMRank). Collectives inside the ranks time out
     with the group's calls (`ranks.timeout_s`)."""
 
-    def __init__(self, ranks, model_path: str, **rank_kwargs):
+    def __init__(self, ranks, model_path: str, kind: str = "policy", **rank_kwargs):
+        if kind not in RANK_KINDS:
+            raise ValueError(f"unknown learner kind {kind!r}; known: {sorted(RANK_KINDS)}")
         self.ranks, self.num_ranks = ranks, len(ranks)
         self.last_export_bytes = 0
+        self._engines: list[str] | None = None  # the engines in rank 0's transfer group, by name
         try:
             addr, port = ranks.call(0, "address")
-            ranks.get([actor.start.remote(model_path=str(model_path), rank=rank, world_size=self.num_ranks,
+            ranks.get([actor.start.remote(kind, model_path=str(model_path), rank=rank, world_size=self.num_ranks,
                                           master_addr=addr, master_port=port,
                                           collective_timeout_s=ranks.timeout_s, **rank_kwargs)
                        for rank, actor in enumerate(ranks.actors)], "start")
@@ -102,6 +111,22 @@ class LearnerGroup:
         sizes, packed = zip(*[a.export_weights.remote() for a in self.ranks.actors])
         self.last_export_bytes = self.ranks.get(list(sizes), "export_weights")[0]
         return packed[0]
+
+    def send_weights(self, engines: list, names: list[str], version: int) -> None:
+        """The rollout engines `engines` (actor handles, named `names`) serve the learner's weights
+        as `version` once this returns. An error names the engines that failed; what it left
+        behind is for the caller to heal (an engine whose transfer did not finish has version
+        None). Engines other than the last ones (a replacement, a subset) form a new group."""
+        try:
+            if names != self._engines:
+                self._engines = None
+                addr, port = self.ranks.call(0, "address")
+                self._call_all("connect_engines", engines, names, addr, port)
+                self._engines = list(names)
+            self.last_export_bytes = self._call_all("send_weights", version)[0]
+        except BaseException:
+            self._engines = None  # rank 0 has closed the group
+            raise
 
     def weights_hashes(self) -> list[str]:
         """Each rank's hash of its full weights, in rank order."""

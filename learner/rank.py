@@ -1,7 +1,8 @@
 """One DeepSpeed data-parallel rank of the learner: a plain class, usable with or without Ray.
 
 All ranks are built with the same arguments (except `rank`) and must call every method
-together: train_step, export_weights, weights_hash, save_* and load_checkpoint are collectives.
+together: train_step, export_weights, connect_engines, send_weights, weights_hash, save_* and
+load_checkpoint are collectives.
 """
 from __future__ import annotations
 
@@ -71,6 +72,9 @@ class LearnerRank:
         gradient_checkpointing: bool = False,
         collective_timeout_s: float = 600.0,
         run_name: str = "",
+        weight_channel: str = "auto",
+        weight_bucket_mb: float = 256.0,
+        weight_timeout_s: float = 120.0,
     ):
         if zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage}")
@@ -80,6 +84,10 @@ class LearnerRank:
         self.zero_stage, self.micro_batch_size = zero_stage, micro_batch_size
         self.clip_eps, self.kl_coef = clip_eps, kl_coef
         self.step = 0
+        # Collective weight sync (connect_engines / send_weights): channel, bucket size, timeout.
+        self.weight_channel, self.weight_bucket_bytes = weight_channel, int(weight_bucket_mb * 2**20)
+        self.collective_timeout_s, self.weight_timeout_s = collective_timeout_s, weight_timeout_s
+        self._transfer = None
         self.metrics = PartMetrics(run_name, "learner", actor=f"learner-{rank}")  # Ray's metrics export
         self._join_process_group(master_addr, master_port, resolve_backend(backend), collective_timeout_s)
         torch.manual_seed(seed)
@@ -199,18 +207,20 @@ class LearnerRank:
 
     # ---- weights ---------------------------------------------------------------------------
 
-    def _full_named_tensors(self, tied: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
-        """(HF name, full tensor) for every entry of the model's state_dict.
-
-        `tied=False` lists a tied weight once (as `named_parameters()` does): what the engines
-        need and hash. Under ZeRO-3 each parameter is gathered in turn (a collective: all ranks
-        iterate fully).
-        """
+    def _state_entries(self, tied: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+        """(HF name, tensor) of every state_dict entry, not gathered. `tied=False` lists a tied
+        weight once (as `named_parameters()` does): what the engines need and hash."""
         seen: set[int] = set()
         for name, t in self.engine.module.state_dict(keep_vars=True).items():
             if not tied and id(t) in seen:
                 continue
             seen.add(id(t))
+            yield name, t
+
+    def _full_named_tensors(self, tied: bool = True) -> Iterator[tuple[str, torch.Tensor]]:
+        """`_state_entries` with full tensors. Under ZeRO-3 each parameter is gathered in turn
+        (a collective: all ranks iterate fully)."""
+        for name, t in self._state_entries(tied):
             if hasattr(t, "ds_id"):  # a ZeRO-3 partitioned parameter
                 with deepspeed.zero.GatheredParameters([t]):
                     yield name, t.detach().clone()
@@ -224,6 +234,38 @@ class LearnerRank:
         for _ in self._full_named_tensors(tied=False):
             pass
         return None
+
+    def connect_engines(self, engines: list, names: list[str], address: str, port: int) -> None:
+        """Form the weight-transfer group of rank 0 (hosting it at address:port) and the rollout
+        engines `engines` (Ray actor handles, named `names` in errors); every rank calls this."""
+        from core.weight_transfer import resolve_channel
+        from learner.weight_transfer import LearnerWeights, connect
+        from vllm.distributed.weight_transfer.base import ParamMeta
+
+        self.close_engines()
+        meta = [ParamMeta(name, t.dtype, tuple(getattr(t, "ds_shape", t.shape)))
+                for name, t in self._state_entries(tied=False)]
+        source = LearnerWeights(meta, lambda: self._full_named_tensors(tied=False))
+        self._transfer = connect(resolve_channel(self.weight_channel), self.rank, address, port, engines, names,
+                                 source, self.weight_bucket_bytes, self.collective_timeout_s,
+                                 self.weight_timeout_s)
+
+    def send_weights(self, version: int) -> int:
+        """Stream the weights to the connected engines, which serve them as `version` once every
+        bucket has arrived; returns the bytes rank 0 sent (0 on other ranks). A failure closes
+        the group: connect_engines again before the next send."""
+        if self._transfer is None:
+            raise RuntimeError("no engines connected: call connect_engines first")
+        try:
+            return self._transfer.send_weights(str(version))
+        except BaseException:
+            self.close_engines()
+            raise
+
+    def close_engines(self) -> None:
+        if self._transfer is not None:
+            transfer, self._transfer = self._transfer, None
+            transfer.shutdown()
 
     def weights_hash(self) -> str:
         return state_hash(self._full_named_tensors(tied=False))

@@ -10,8 +10,8 @@ with null) of the same problem text, are one problem's candidates), or one row p
 command). Bad rows (not JSON, binary, a missing or mistyped field) are reported on stderr with
 their line number and skipped. Each aggregation (all four unless `--aggregate` names one)
 picks the candidate with the highest aggregated score (the first on ties); majority vote over
-the extracted final answers is the baseline. Reported: the accuracy of every picker, the oracle (any candidate
-correct) and the mean accuracy of a single candidate.
+the extracted final answers is the baseline. Reported: the accuracy of every picker, the
+oracle (any candidate correct) and the mean accuracy of a single candidate.
 """
 from __future__ import annotations
 
@@ -84,11 +84,14 @@ def row_candidates(row: dict, line: int, need_answer: bool = True) -> list[Candi
             for r in responses]
 
 
-def read_rows(path: str | Path, need_answer: bool = True) -> list[tuple[int, list[Candidate] | str]]:
+Row = tuple[int, "list[Candidate] | str"]  # a line number and its candidates, or why it is bad
+
+
+def read_rows(path: str | Path, need_answer: bool = True) -> list[Row]:
     """Every row in file order, as its candidates or the reason it is bad (each bad row is
     reported on stderr)."""
     records = read_jsonl(path)
-    good: list[tuple[int, list[Candidate] | str]] = []
+    good: list[Row] = []
     for lineno, row in records.rows:
         try:
             good.append((lineno, row_candidates(row, lineno, need_answer)))

@@ -15,10 +15,11 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator, NoReturn
+
+from core.files import replaced_atomically
 
 
 class CliError(ValueError):
@@ -82,12 +83,5 @@ def check_output(output: str | Path, inputs: list[str | Path] = ()) -> Path:
 
 @contextlib.contextmanager
 def atomic_output(output: str | Path, inputs: list[str | Path] = ()) -> Iterator[Path]:
-    out = check_output(output, inputs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replaced_atomically(check_output(output, inputs)) as tmp:
+        yield tmp

@@ -108,15 +108,19 @@ def request(sample: dict) -> StepRequest:
                        bool(sample.get("final_answer_correct", False)), None)
 
 
-def prediction(judgment: StepJudgment | Exception, num_steps: int) -> int | None:
-    """The predicted first error, or None where the judge failed (never a right prediction)."""
+def prediction(judgment: StepJudgment | Exception, num_steps: int, threshold: float | None = None) -> int | None:
+    """The predicted first error, or None where the judge failed (never a right prediction).
+    The first step scored < 0.5, or, given `threshold`, the first a label job would call wrong
+    (score <= threshold)."""
     if isinstance(judgment, Exception):
         return None
     try:
         scores, _ = checked_scores(judgment, num_steps)
     except ValueError:
         return None
-    return first_error_index(scores)
+    if threshold is None:
+        return first_error_index(scores)
+    return next((i for i, s in enumerate(scores) if s <= threshold), -1)
 
 
 def predict(judge: StepJudge, samples: list[dict], batch_size: int = 16) -> list[int | None]:

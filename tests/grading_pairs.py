@@ -2,7 +2,8 @@
 
 Golds are the MATH-500 answers and GSM8K final numbers committed in tests/data/ (see its
 README): all 500 MATH-500 answers with every 10th reference solution, and the GSM8K test
-solutions whose id is a multiple of 9. Each gold is stated in several ways a model writes it
+solutions whose id is a multiple of 9; each distinct gold once. Each gold is stated in several
+ways a model writes it
 (boxed, "final answer is", "Answer:", several boxes, thousands separators, units and text,
 decimals for fractions, a stray earlier box, GSM8K `####` lines, whole reference solutions,
 number soup) and wrongly in as many ways (a changed number, another problem's answer, a right
@@ -38,6 +39,15 @@ KNOWN_SHAPES = [
     ("1,22", "The answer is 1.22"),
     ("$1-\\frac{1}{\\mathrm{e}}$", "\\boxed{1-\\frac{1}{e}}"),
     ("$1-\\frac{1}{\\mathrm{e}}$", "The answer is $1-\\frac{1}{\\mathrm{e}}$"),
+]
+
+# Wrong answers that plain math-verify calls right: it reads a bare gold by its number patterns
+# (`x=5` as 5, `1,-2` as 1). The grader reads such a gold whole (answers.gold_readings).
+PLAIN_MISREADS = [
+    ("x=5", "The answer is $\\boxed{-x=5}$"),
+    ("1,-2", "So \\boxed{1}"),
+    ("\\left( \\frac{3}{2}, -13 \\right)", "The answer is $\\boxed{-\\left( \\frac{3}{2}, -13 \\right)}$"),
+    ("(-\\infty, 2) \\cup (3, \\infty)", "The answer is $\\boxed{-(-\\infty, 2) \\cup (3, \\infty)}$"),
 ]
 
 
@@ -163,7 +173,8 @@ def agreement_pairs(per_gold_right: int = 3, per_gold_wrong: int = 2) -> list[di
     gsm_golds = [r["answer"].split("####")[-1].strip() for r in gsm_rows]
     golds = [r["answer"] for r in math_rows] + gsm_golds
     pairs = [{"kind": "known_shape", "gold": g, "response": r} for g, r in KNOWN_SHAPES]
-    seen = {(g, r) for g, r in KNOWN_SHAPES}
+    pairs += [{"kind": "wrong_misread_gold", "gold": g, "response": r} for g, r in PLAIN_MISREADS]
+    seen = {(p["gold"], p["response"]) for p in pairs}
 
     def add(kind: str, gold: str, response: str) -> None:
         if (gold, response) not in seen:  # golds repeat in MATH-500 ("2", "3", ...)
@@ -171,6 +182,8 @@ def agreement_pairs(per_gold_right: int = 3, per_gold_wrong: int = 2) -> list[di
             pairs.append({"kind": kind, "gold": gold, "response": response})
 
     for i, gold in enumerate(golds):
+        if gold in golds[:i]:  # a repeated gold ("4" is 22 MATH-500 answers) adds nothing new
+            continue
         other = golds[(i * 7 + 3) % len(golds)]
         if other == gold:
             other = golds[(i * 7 + 4) % len(golds)]

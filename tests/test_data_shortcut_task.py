@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from core.arith_task import is_correct
 from core.shortcut_task import (ANSWER, CAREFUL, REFLECTION, SHORTCUT, HabitCounts, Habits, Move,
-                                ShortcutTaskConfig, make_split, parse_problem, read_solution,
+                                ShortcutTaskConfig, habit_rows, make_split, parse_problem, read_solution,
                                 sample_moves, sample_problem, write_solution)
 
 CFG = ShortcutTaskConfig(num_train=1500, num_eval=150, min_ops=4, max_ops=6, seed=3)
@@ -32,14 +32,28 @@ def test_problems_stay_in_range_and_read_back():
             value = o.apply(value)
             assert 0 <= value <= CFG.max_value and 1 <= o.right <= CFG.max_operand
         assert parse_problem(p.text) == p
+    for bad in ("Start with 7, then a) + 5, b) * 3.", "Start with 7, then a) + 5 b) - 3.", "Compute 2 + 3."):
+        with pytest.raises(ValueError, match="not a shortcut-task problem"):
+            parse_problem(bad)
 
 
-def test_reference_solutions_are_right_and_every_slip_is_reflected_and_recorded():
+def test_reference_solutions_work_one_operation_per_line():
+    for row in make_split(CFG, "eval"):
+        lines = read_solution(parse_problem(row["problem"]), row["solution"])
+        assert [line.kind for line in lines] == [CAREFUL] * (len(lines) - 1) + [ANSWER]
+        assert all(line.holds and line.follows for line in lines[:-1])
+        assert is_correct(row["solution"], row["answer"]) and row["faulty_steps"] == []
+
+
+def test_habit_rows_merge_at_the_rate_and_reflect_every_slip_which_they_record():
     rows = make_split(CFG, "train")
+    habit = habit_rows(CFG, rows, 0.75, seed=0)
+    assert habit == habit_rows(CFG, rows, 0.75, seed=0) and habit != habit_rows(CFG, rows, 0.75, seed=1)
     counts = HabitCounts()
-    for row in rows:
-        p = parse_problem(row["problem"])
-        lines = read_solution(p, row["solution"])
+    for row, before in zip(habit, rows):
+        assert {k: v for k, v in row.items() if k not in ("solution", "faulty_steps")} == \
+            {k: v for k, v in before.items() if k not in ("solution", "faulty_steps")}
+        lines = read_solution(parse_problem(row["problem"]), row["solution"])
         counts.add(lines)
         assert lines[-1].kind == ANSWER and is_correct(row["solution"], row["answer"])
         assert all(line.follows for line in lines if line.kind in (CAREFUL, SHORTCUT))
@@ -49,7 +63,7 @@ def test_reference_solutions_are_right_and_every_slip_is_reflected_and_recorded(
         assert sum(line.kind == REFLECTION for line in lines) == len(false)
     habits = counts.habits()
     assert counts.off_problem == 0 and counts.other_lines == 0
-    assert habits.shortcut == pytest.approx(CFG.shortcut_rate, abs=0.03)
+    assert habits.shortcut == pytest.approx(0.75, abs=0.03)
     assert habits.shortcut_error == pytest.approx(CFG.slip_rate, abs=0.03)
     assert habits.careful_error == 0 and habits.reflect_wrong == 1 and habits.reflect_right == 0
 
@@ -101,7 +115,7 @@ def test_config_checks():
     with pytest.raises(ValidationError, match="min_ops"):
         ShortcutTaskConfig(min_ops=5, max_ops=4)
     with pytest.raises(ValidationError):
-        ShortcutTaskConfig(shortcut_rate=1.5)
+        ShortcutTaskConfig(slip_rate=1.5)
     with pytest.raises(ValueError, match="split must be"):
         make_split(CFG, "test")
 

@@ -101,7 +101,11 @@ def assert_exactly_once(cfg, summary, steps):
 
 # Each of these dropped a batch as stale and then timed out waiting for it when the number of
 # batches in flight ignored the sync period. max_steps = K + 3 reaches the first batch that did.
-@pytest.mark.parametrize("sync_every,max_staleness", [(2, 1), (2, 2), (3, 2), (2, 3)])
+# cluster/schedule.py is checked on every combination in tests/test_schedule.py; one real run
+# here, the others with `make test-all`.
+@pytest.mark.parametrize("sync_every,max_staleness", [
+    (2, 1), pytest.param(2, 2, marks=pytest.mark.slow), pytest.param(3, 2, marks=pytest.mark.slow),
+    pytest.param(2, 3, marks=pytest.mark.slow)])
 def test_every_sync_and_staleness_schedule_runs_to_the_end(tmp_path, sync_every, max_staleness):
     s, k = sync_every, max_staleness
     cfg, summary, steps = run(tmp_path, f"sched-s{s}-k{k}", [

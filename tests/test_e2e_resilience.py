@@ -124,6 +124,7 @@ def test_a_judge_that_cannot_start_stops_everything_the_run_started(tmp_path):
         ray.shutdown()
 
 
+@pytest.mark.slow  # the same cleanup as the judge case above, from mid-run: `make test-all`
 def test_a_learner_rank_lost_mid_run_stops_everything_the_run_started(tmp_path):
     from cluster.train import train
     port = free_port()

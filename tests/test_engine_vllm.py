@@ -1,5 +1,6 @@
 """VLLMEngine on the tiny model: sampling outputs, greedy parity with transformers, weight
-reload (served weights hash and logprobs equal the new learner weights), offsets on BPE."""
+reload from the object store and over a collective (served weights hash and logprobs equal the
+new learner weights), offsets on BPE."""
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,7 @@ PROMPTS = [[5, 6, 7, 8, 9], [40, 41, 42], [70, 71, 72, 73, 74, 75, 76]]
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    eng = VLLMEngine(str(tiny_model_dir), dtype="float32", max_model_len=256, kv_cache_gb=0.25)
+    eng = VLLMEngine(str(tiny_model_dir), dtype="float32", max_model_len=256, kv_cache_gb=0.25, weight_transfer="gloo")
     yield eng
     eng.shutdown()
 
@@ -95,6 +96,66 @@ def test_load_weights_serves_exactly_the_new_weights(engine, hf_model, tiny_mode
     # Back to the original weights: the hash follows.
     engine.load_weights(pack(hf_model.named_parameters()))
     assert engine.weights_hash() == old_hash
+
+
+class LocalClient:
+    """vLLM's weight-sync client protocol for one engine in this process."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def init_weight_transfer_engine(self, init_info):
+        self.engine.init_weight_transfer(init_info)
+
+    def start_weight_update(self):
+        self.engine.start_weight_update()
+
+    def update_weights(self, update_info):
+        self.engine.receive_weights(update_info)
+
+    def finish_weight_update(self, weight_version=None):
+        self.engine.finish_weight_update()
+
+
+def perturbed(model_dir, seed: int):
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.5 * p.std().clamp(min=0.02))
+    return model
+
+
+def test_collective_transfer_in_buckets_serves_exactly_the_sent_weights(engine, hf_model, tiny_model_dir):
+    """Learner side and engine side of the gloo transfer in one process: rank 0 here, the engine
+    rank 1; small buckets, so most tensors travel several to a bucket and the largest alone."""
+    import socket
+
+    from vllm.distributed.weight_transfer import ParamMeta, WeightTransferTrainerFactory
+
+    from learner.weight_transfer import GlooTransfer, LearnerWeights, register
+
+    models = [perturbed(tiny_model_dir, seed) for seed in (2, 3)]
+    sources = [LearnerWeights([ParamMeta(n, p.dtype, tuple(p.shape)) for n, p in m.named_parameters()],
+                              lambda m=m: ((n, p.detach()) for n, p in m.named_parameters())) for m in models]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    register()
+    info = GlooTransfer("127.0.0.1", port, world_size=2, bucket_bytes=64 * 1024, timeout_s=120, rank=0)
+    sender = WeightTransferTrainerFactory.trainer_init(info, client=LocalClient(engine), source=sources[0])
+    try:
+        for model, source in zip(models, sources):  # one group, two transfers
+            sender.source = source
+            sent = sender.send_weights("1")
+            assert sent == sum(p.numel() * 4 for p in model.parameters())  # fp32, all sizes multiples of 16
+            assert engine.weights_hash() == state_hash(model.named_parameters())
+            for ids, lps in zip(PROMPTS, engine.prompt_logprobs(PROMPTS)):
+                assert max(abs(a - b) for a, b in zip(lps, hf_prompt_logprobs(model, ids))) < 1e-3
+    finally:
+        sender.shutdown()
+        engine.load_weights(pack(hf_model.named_parameters()))
+    assert engine.weights_hash() == state_hash(hf_model.named_parameters())
 
 
 def test_hash_sees_a_stale_tied_lm_head_kernel(engine, hf_model):

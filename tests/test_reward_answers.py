@@ -11,7 +11,7 @@ from reward_service.grading_worker import read_prediction
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
     """Every other distinct response and gold of the agreement set short enough to be read
-    in-process (~1,600 texts)."""
+    in-process (~1,300 texts)."""
     pairs = agreement_pairs()
     found = {t for p in pairs for t in (p["response"], p["gold"]) if len(t) <= SCAN_CHARS}
     return sorted(found)[::2]
@@ -24,7 +24,7 @@ def _parse(text: str, anchored: bool = False) -> list:
 
 
 def test_first_candidate_is_what_math_verify_reads(texts):
-    """On ~1,600 varied texts: the same text as math-verify's match, and where it is a plain
+    """On ~1,300 varied texts: the same text as math-verify's match, and where it is a plain
     integer, math-verify's value is that integer."""
     from sympy import Integer
     integers = 0
@@ -38,7 +38,7 @@ def test_first_candidate_is_what_math_verify_reads(texts):
         if candidate.integer is not None:
             integers += 1
             assert parsed[0] == Integer(candidate.integer), text
-    assert len(texts) > 1500 and integers > 500
+    assert len(texts) > 1200 and integers > 500
 
 
 def test_extract_answer_is_what_the_grader_reads_as_a_stated_answer(texts):

@@ -17,7 +17,7 @@ from cluster.validate import validate
 from core.arith_task import ArithTaskConfig
 from core.config import ConfigError, load_config
 from core.datasets import load_dataset
-from core.shortcut_task import ShortcutTaskConfig, parse_problem
+from core.shortcut_task import ShortcutTaskConfig, habit_rows, parse_problem
 from tests.conftest import ROOT
 
 CONFIG = ROOT / "configs" / "shortcut.yaml"
@@ -50,6 +50,29 @@ def test_the_warm_start_key_holds_the_generator_of_its_task_only():
     assert _code_version(core.arith_task) == _code_version()  # the default job's key is unchanged
 
 
+def test_the_warm_starts_second_stage_trains_on_the_tasks_habit(tmp_path, monkeypatch):
+    import learner.sft
+    from cluster.model_prep import prepare_model
+
+    trained: list[list[dict]] = []
+    real = learner.sft.warm_start
+
+    def spy(model_dir, out_dir, rows, **kw):  # trains for real; records what on
+        trained.append(rows)
+        return real(model_dir, out_dir, rows, **kw)
+
+    monkeypatch.setattr(learner.sft, "warm_start", spy)
+    cfg = load_config(CONFIG, [f"model.cache_dir={tmp_path}", "warm_start.steps=1", "warm_start.batch_size=4",
+                               "warm_start.answer_only.steps=1", "data.synthetic.num_train=40"])
+    rows = load_dataset(cfg.data.train, cfg.data.fields, cfg.data.synthetic, split="train").rows
+    prepare_model(cfg, rows, log=lambda msg: None)
+    worked, habit = trained
+    assert worked == rows and all("," not in r["solution"] for r in worked)  # one operation per line
+    assert habit == habit_rows(cfg.data.synthetic, rows, cfg.warm_start.answer_only.rate, cfg.seed)
+    assert sum("Step a," in r["solution"] for r in habit) > len(habit) / 2
+
+
+@pytest.mark.slow  # the default job's path, with the task's config: `make test-all`
 @pytest.mark.timeout(900)
 def test_one_step_end_to_end(tmp_path):
     from cluster.train import train
@@ -57,7 +80,8 @@ def test_one_step_end_to_end(tmp_path):
         f"model.cache_dir={MODEL_CACHE}", f"trainer.output_dir={tmp_path}", "name=shortcut-e2e",
         "rollout.num_actors=1", "judge.num_actors=1", "learner.num_ranks=1", "rollout.samples_per_prompt=4",
         "rollout.max_new_tokens=96", "trainer.prompts_per_step=4", "trainer.max_steps=1",
-        "trainer.eval_every=0", "trainer.check_weights_every=1", "warm_start.steps=20", "data.eval_size=8",
+        "trainer.eval_every=0", "trainer.check_weights_every=1", "warm_start.steps=20",
+        "warm_start.answer_only.steps=5", "data.eval_size=8",
         "data.synthetic.num_train=200", "data.synthetic.num_eval=8"])
     try:
         summary = train(cfg)

@@ -12,6 +12,7 @@ A judge's `judge_batch` runs in phases, each one LLM call for all samples of the
     return per_sample(self.judgment, requests, replies)   # per sample: a StepJudgment, or error
 
 `OnePromptJudge` is that flow for the judges that ask one prompt per sample.
+
 `per_sample` applies a function sample by sample and keeps each sample's error in its place;
 `in_one_call` makes one call over the items of every sample still open and hands each sample
 its own answers, or the error of its own item (`llm.PromptError`), so that a bad sample (a

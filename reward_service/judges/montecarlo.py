@@ -46,10 +46,11 @@ class MonteCarloJudge(LLMJudge):
 
     def __init__(self, prompt_style: Literal["auto", "chat", "plain"] = "auto",
                  problem_template: str = PROMPT_TEMPLATE,
-                 prompt_instruction: str | None = BOXED_INSTRUCTION, prompt_system: str | None = None,
-                 grader: GradingPool | None = None, grade_timeout_s: float = 5.0, **options):
+                 prompt_instruction: str | None = BOXED_INSTRUCTION,
+                 prompt_system: str | None = None, grader: GradingPool | None = None,
+                 grade_timeout_s: float = 5.0, **options):
         self.prompt_format = policy_prompt(options, style=prompt_style, template=problem_template,
-                                    instruction=prompt_instruction, system=prompt_system)
+                                           instruction=prompt_instruction, system=prompt_system)
         if options.get("model") or options.get("endpoint"):
             # The prefix is sent verbatim: no chat template, no added BOS (the rollout's way).
             options.setdefault("prompt_template", "{prompt}")

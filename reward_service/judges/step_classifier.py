@@ -50,6 +50,30 @@ def detect_style(model_dir: str | Path) -> str:
                      "model nor a causal LM; pass style=classifier or style=shepherd")
 
 
+def classifier_text(tokenizer, problem: str, steps: list[str], step_tag: str = DEFAULT_TAGS[CLASSIFIER],
+                    system: str = QWEN_PRM_SYSTEM) -> str:
+    """Qwen2.5-Math-PRM's input: the steps, each followed by `step_tag`, as the assistant turn of
+    the tokenizer's chat template (without one: the problem, a blank line, the steps). A tag
+    inside the text itself would add a score position: tags are removed first."""
+    problem = problem.replace(step_tag, "")
+    assistant = "".join(s.strip().replace(step_tag, "") + step_tag for s in steps)
+    if not getattr(tokenizer, "chat_template", None):
+        return f"{problem}\n\n{assistant}"
+    messages = [{"role": "system", "content": system},
+                {"role": "user", "content": problem},
+                {"role": "assistant", "content": assistant}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+
+def classifier_ids(tokenizer, problem: str, steps: list[str], step_tag: str = DEFAULT_TAGS[CLASSIFIER],
+                   system: str = QWEN_PRM_SYSTEM) -> list[int]:
+    """`classifier_text` as token ids: what this judge sends a PRM, and what a PRM is trained
+    on (learner/prm.py). Chat-formatted text carries its own special tokens."""
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    return tokenizer.encode(classifier_text(tokenizer, problem, steps, step_tag, system),
+                            add_special_tokens=not chat)
+
+
 def _softmax_column(logits: list[list[float]], column: int) -> list[float]:
     out = []
     for row in logits:
@@ -82,7 +106,6 @@ class StepClassifierJudge(StepJudge):
         # The tag's id as the reference code takes it: the last token of the tag alone.
         self.step_tag_id = self.tokenizer.encode(self.step_tag, add_special_tokens=False)[-1]
         self.max_model_len = int(engine.llm.llm_engine.model_config.max_model_len)
-        self._chat = style == CLASSIFIER and bool(getattr(self.tokenizer, "chat_template", None))
 
     @classmethod
     def option_sources(cls, options: dict) -> list:
@@ -117,21 +140,16 @@ class StepClassifierJudge(StepJudge):
     def format(self, problem: str, steps: list[str]) -> str:
         if self.style == SHEPHERD:
             return f"{problem} " + "\n".join(f"{s} {self.step_tag}" for s in steps)
-        assistant = "".join(s + self.step_tag for s in steps)
-        if not self._chat:
-            return f"{problem}\n\n{assistant}"
-        messages = [{"role": "system", "content": self.system},
-                    {"role": "user", "content": problem},
-                    {"role": "assistant", "content": assistant}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=False)
+        return classifier_text(self.tokenizer, problem, steps, self.step_tag, self.system)
 
     def token_ids(self, problem: str, response: str, spans: Spans) -> list[int]:
-        # A tag inside the text itself would add a score position: tags are removed first.
-        steps = [response[a:b].strip().replace(self.step_tag, "") for a, b in spans]
-        text = self.format(problem.replace(self.step_tag, ""), steps)
-        # Chat-formatted text carries its own special tokens.
-        ids = self.tokenizer.encode(text, add_special_tokens=not self._chat)
+        steps = [response[a:b] for a, b in spans]
+        if self.style == CLASSIFIER:
+            ids = classifier_ids(self.tokenizer, problem, steps, self.step_tag, self.system)
+        else:  # a tag inside the text itself would add a score position: tags are removed first
+            text = self.format(problem.replace(self.step_tag, ""),
+                               [s.strip().replace(self.step_tag, "") for s in steps])
+            ids = self.tokenizer.encode(text, add_special_tokens=True)
         found = sum(1 for t in ids if t == self.step_tag_id)
         if found != len(spans):
             raise ValueError(f"{found} step tags in the tokenized input for {len(spans)} steps "
