@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import deepspeed
 import torch
 
 from core.ray_metrics import PartMetrics
 from learner.prm import Example, ProcessRewardModel, collate, prm_loss, save_dir
-from learner.rank import DTYPE_CONFIGS, LearnerRank, resolve_backend
+from learner.rank import LearnerRank, check_engine_settings, deepspeed_engine, resolve_backend
 from learner.sft import cosine_lr
 
 _SUMS = ("step_ce", "trajectory_ce", "step_right")
@@ -48,10 +47,7 @@ class PRMRank(LearnerRank):
         collective_timeout_s: float = 600.0,
         run_name: str = "",
     ):
-        if zero_stage not in (0, 1, 2, 3):
-            raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage}")
-        if dtype not in DTYPE_CONFIGS:
-            raise ValueError(f"dtype must be one of {sorted(DTYPE_CONFIGS)}, got {dtype!r}")
+        check_engine_settings(zero_stage, dtype)
         self.model_path, self.rank, self.world_size = str(model_path), rank, world_size
         self.zero_stage, self.micro_batch_size = zero_stage, micro_batch_size
         self.examples, self.separator_id, self.pad_id = examples, separator_id, pad_id
@@ -63,16 +59,7 @@ class PRMRank(LearnerRank):
         torch.manual_seed(seed)  # the same head on every rank
         model = ProcessRewardModel.from_causal_lm(self.model_path, vocab_size)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
-        config = {
-            "train_micro_batch_size_per_gpu": micro_batch_size,
-            "gradient_accumulation_steps": 1,  # train_step marks the boundary itself
-            "gradient_clipping": grad_clip,
-            "zero_optimization": {"stage": zero_stage},
-            "zero_allow_untested_optimizer": True,
-            "steps_per_print": 2**31 - 1,
-            **DTYPE_CONFIGS[dtype],
-        }
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.engine, self.optimizer = deepspeed_engine(model, optimizer, micro_batch_size, grad_clip, zero_stage, dtype)
         self.device = self.engine.device
 
     def _batches(self, indices: list[int]):

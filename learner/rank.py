@@ -51,6 +51,29 @@ def _disable_cpu_op_builds() -> None:
         deepspeed.ops.__compatible_ops__[name] = False
 
 
+def check_engine_settings(zero_stage: int, dtype: str) -> None:
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage}")
+    if dtype not in DTYPE_CONFIGS:
+        raise ValueError(f"dtype must be one of {sorted(DTYPE_CONFIGS)}, got {dtype!r}")
+
+
+def deepspeed_engine(model, optimizer, micro_batch_size: int, grad_clip: float, zero_stage: int, dtype: str):
+    """DeepSpeed's engine and optimizer for `model` (every rank of a learner builds the same)."""
+    config = {
+        "train_micro_batch_size_per_gpu": micro_batch_size,
+        # Accumulation length varies per call; train_step marks the boundary itself.
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": grad_clip,
+        "zero_optimization": {"stage": zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+        **DTYPE_CONFIGS[dtype],
+    }
+    engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine, optimizer
+
+
 class LearnerRank:
     def __init__(
         self,
@@ -76,10 +99,7 @@ class LearnerRank:
         weight_bucket_mb: float = 256.0,
         weight_timeout_s: float = 120.0,
     ):
-        if zero_stage not in (0, 1, 2, 3):
-            raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage}")
-        if dtype not in DTYPE_CONFIGS:
-            raise ValueError(f"dtype must be one of {sorted(DTYPE_CONFIGS)}, got {dtype!r}")
+        check_engine_settings(zero_stage, dtype)
         self.model_path, self.rank, self.world_size = str(model_path), rank, world_size
         self.zero_stage, self.micro_batch_size = zero_stage, micro_batch_size
         self.clip_eps, self.kl_coef = clip_eps, kl_coef
@@ -99,17 +119,7 @@ class LearnerRank:
         pad = model.config.pad_token_id
         self.pad_id = pad if pad is not None else (model.config.eos_token_id or 0)
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        config = {
-            "train_micro_batch_size_per_gpu": micro_batch_size,
-            # Accumulation length varies per call; train_step marks the boundary itself.
-            "gradient_accumulation_steps": 1,
-            "gradient_clipping": grad_clip,
-            "zero_optimization": {"stage": zero_stage},
-            "zero_allow_untested_optimizer": True,
-            "steps_per_print": 2**31 - 1,
-            **DTYPE_CONFIGS[dtype],
-        }
-        self.engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.engine, _ = deepspeed_engine(model, optimizer, micro_batch_size, grad_clip, zero_stage, dtype)
         self.device = self.engine.device
         self.ref_model = self._load_reference(dtype) if kl_coef > 0 else None
 
