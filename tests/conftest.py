@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models built locally once per session; the shared data folder."""
+"""Shared fixtures: tiny models built locally once per session; a grading pool."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -25,10 +24,3 @@ def grader():
     from reward_service.grading import GradingPool
     with GradingPool(num_workers=1, timeout_s=5.0) as pool:
         yield pool
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
-    return SHARED_DATA

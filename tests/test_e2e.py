@@ -70,8 +70,8 @@ def test_every_sample_trained_exactly_once_and_fresh(sync_run):
     assert summary["samples_stale_dropped"] == 0
 
 
-def test_one_step_on_gsm8k_with_a_hf_model_dir(tmp_path, tiny_model_dir, shared_data):
-    gsm8k = shared_data / "gsm8k_test.jsonl"
+def test_one_step_on_gsm8k_with_a_hf_model_dir(tmp_path, tiny_model_dir):
+    gsm8k = ROOT / "tests/data/gsm8k_test_head40.jsonl"
     _, summary, steps = run(tmp_path, "gsm8k", [
         f"model.path={tiny_model_dir}", "warm_start.enabled=false", f"data.train={gsm8k}",
         f"data.eval={gsm8k}", "data.eval_size=4", "trainer.max_steps=1", "trainer.prompts_per_step=2",
