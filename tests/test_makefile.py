@@ -4,6 +4,7 @@ The checkout is the Makefile and pyproject.toml in an empty directory: no .venv,
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +20,11 @@ def dry_run(tmp_path: Path, *args: str) -> list[str]:
     """The commands `make -n ARGS` prints in a fresh checkout, comment lines left out."""
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
-    out = subprocess.run(["make", "-n", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                         check=True).stdout
+    # Under `make test` the parent make's level and flags would reach this make (and add its
+    # "Entering directory" lines): it must see what a person's shell gives it.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
     return [line for line in out.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
