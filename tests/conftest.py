@@ -45,6 +45,21 @@ def run_prompt(model_dir, *overrides: str):
 
 
 @pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray for the module whose workers import the project (another module's Ray, if
+    still up, is used as it is)."""
+    import ray
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                                       "TOKENIZERS_PARALLELISM": "false"}})
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
 def grader():
     """One grading worker process per test module (each start imports sympy and math-verify)."""
     from reward_service.grading import GradingPool

@@ -20,7 +20,6 @@ from learner import checkpoints
 from learner.group import LearnerGroup, LearnerRankActor
 from learner.loss import token_logprobs
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def fake_checkpoint(ckpt_dir: Path, step: int, keep: int = 2, sizes=(300, 50)) -> Path:
@@ -98,18 +97,6 @@ RANK_KWARGS = dict(lr=1e-3, micro_batch_size=2, backend="gloo", seed=0)
 def learner(model_dir: Path) -> LearnerGroup:
     ranks = ActorGroup("learner", LearnerRankActor, 2, timeout_s=300, options={"num_cpus": 0})
     return LearnerGroup(ranks, str(model_dir), zero_stage=2, **RANK_KWARGS)
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                                       "TOKENIZERS_PARALLELISM": "false"}})
-    yield
-    ray.shutdown()
 
 
 def experience(model_dir: Path, num_rows: int = 6):

@@ -7,7 +7,6 @@ run from the same start and data must land on the same weights.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import ray
@@ -20,7 +19,6 @@ from cluster.actor_group import ActorError, ActorGroup
 from learner.group import LearnerGroup, LearnerRankActor
 from learner.loss import token_logprobs
 
-ROOT = Path(__file__).resolve().parent.parent
 RANK_KWARGS = dict(lr=1e-3, micro_batch_size=2, backend="gloo", seed=0)
 NUM_STEPS = 4
 
@@ -68,18 +66,6 @@ def load_packed(model_dir, packed_ref):
     missing, unexpected = model.load_state_dict({k: v.clone() for k, v in weights.items()}, strict=False)
     assert not unexpected and missing == ["lm_head.weight"]  # tied: loaded through the embedding
     return model.eval(), weights
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    if ray.is_initialized():  # another module's Ray is fine as long as it is up
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                                       "TOKENIZERS_PARALLELISM": "false"}})
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
