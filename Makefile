@@ -46,7 +46,7 @@ test: $(STAMP) prometheus
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
-	  >/dev/null; } || echo "prometheus is not installed; tests/test_metrics_prometheus.py will skip"
+	  >/dev/null; } || echo "prometheus is not installed; the metrics checks of tests/test_cluster_job.py will skip"
 
 # TRL is for the comparison benchmark only, not a dependency of the project: it lives in its own
 # venv that sees .venv's packages through a .pth file, with torch and transformers pinned to

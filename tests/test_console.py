@@ -129,7 +129,7 @@ def test_the_console_shows_progress_evaluations_and_no_library_lines(tmp_path):
     # a model cache of its own, so that the warm start runs (and shows its bars)
     proc = launch(tmp_path, "console", f"model.cache_dir={tmp_path / 'models'}", "warm_start.steps=10",
                   "warm_start.answer_only.steps=3", "trainer.max_steps=2", "trainer.eval_every=1",
-                  "trainer.checkpoint_every=1")
+                  "trainer.checkpoint_every=1", "rollout.num_actors=1", "judge.num_actors=1", "learner.num_ranks=1")
     console = proc.stdout + proc.stderr
     assert proc.returncode == 0, console[-5000:]
     assert not [line for line in console.splitlines() if LIBRARY_LINE.search(line)], console
@@ -144,12 +144,10 @@ def test_the_console_shows_progress_evaluations_and_no_library_lines(tmp_path):
     driver = (logs / "driver.log").read_text()
     assert "ray._private.worker: Started a local Ray instance" in driver
     assert "thoughtrl.warm_start: sft step 10/10" in driver and "held-out greedy accuracy at step 1" in driver
-    rollout = [(logs / f"rollout-{i}.log").read_text() for i in range(2)]
-    assert all("INFO vllm." in text for text in rollout)
-    assert any("Failed to load weights" in text for text in rollout)  # vLLM, on every weight sync
-    learners = [(logs / f"learner-{i}.log").read_text() for i in range(2)]
-    assert all("WARNING DeepSpeed: Setting accelerator to CPU" in t for t in learners)
-    assert any("py.warnings" in t for t in learners)  # torch's deprecation warnings
+    rollout, learner = (logs / "rollout-0.log").read_text(), (logs / "learner-0.log").read_text()
+    assert "INFO vllm." in rollout and "Failed to load weights" in rollout  # vLLM, on every weight sync
+    assert "WARNING DeepSpeed: Setting accelerator to CPU" in learner
+    assert "py.warnings" in rollout  # Python warnings (torch's deprecations, seen by vLLM) too
 
 
 @pytest.mark.timeout(1800)

@@ -80,15 +80,20 @@ def test_one_step_on_gsm8k_with_a_hf_model_dir(tmp_path, tiny_model_dir):
     assert len(steps) == 1
 
 
-def test_async_mode_trains_while_the_next_batch_is_generated(tmp_path):
-    cfg, summary, steps = run(tmp_path, "async", ["trainer.max_steps=4", "trainer.max_staleness=1"])
+def test_async_mode_trains_while_the_next_batch_is_generated_and_repeats_are_groups_of_their_own(tmp_path):
+    # 3 problems, 4 prompts per step: every batch holds one of them twice, and with one engine
+    # both copies are generated in one chunk.
+    cfg, summary, steps = run(tmp_path, "async", [
+        "trainer.max_steps=4", "trainer.max_staleness=1", f"data.train={ROOT / 'tests/data/three_problems.jsonl'}",
+        "rollout.num_actors=1", "learner.num_ranks=1", "data.eval_size=4"])
     # From the second step on, every batch was sampled before the previous step's weights
     # reached the engines, i.e. while the learner was still training on the batch before.
     assert [s["staleness_max"] for s in steps] == [0, 1, 1, 1]
     assert all(s["staleness"][0] >= 0 and s["staleness"][1] <= 1 for s in steps)
     assert summary["samples_stale_dropped"] == 0 and summary["weights_in_sync"] is True
-    keys = [k for s in steps for k in s["sample_keys"]]
-    assert len(set(keys)) == len(keys) == 4 * cfg.trainer.prompts_per_step * cfg.rollout.samples_per_prompt
+    assert_exactly_once(cfg, summary, steps)
+    groups = {k.rsplit("#", 1)[0] for s in steps for k in s["sample_keys"]}
+    assert len(groups) == 4 * cfg.trainer.prompts_per_step, groups
 
 
 def assert_exactly_once(cfg, summary, steps):
@@ -110,7 +115,7 @@ def test_every_sync_and_staleness_schedule_runs_to_the_end(tmp_path, sync_every,
     s, k = sync_every, max_staleness
     cfg, summary, steps = run(tmp_path, f"sched-s{s}-k{k}", [
         f"trainer.max_steps={k + 3}", f"trainer.sync_every={s}", f"trainer.max_staleness={k}",
-        "trainer.check_weights_every=0", "data.eval_size=4"])
+        "trainer.check_weights_every=0", "data.eval_size=4", "rollout.num_actors=1", "learner.num_ranks=1"])
     assert summary["samples_stale_dropped"] == 0 and summary["steps"] == k + 3
     assert_exactly_once(cfg, summary, steps)
     # Batch t is sampled from the first version that is fresh enough for it: engines serve
@@ -118,16 +123,6 @@ def test_every_sync_and_staleness_schedule_runs_to_the_end(tmp_path, sync_every,
     versions = [s * -(-max(0, t - k) // s) for t in range(k + 3)]
     assert [r["staleness"] for r in steps] == [[t - v, t - v] for t, v in enumerate(versions)]
     assert summary["policy_version"] == k + 3 and summary["weights_in_sync"] is True
-
-
-def test_a_prompt_sampled_twice_in_one_batch_is_two_groups(tmp_path):
-    # 3 problems, 4 prompts per step: every batch holds one of them twice.
-    cfg, summary, steps = run(tmp_path, "repeat", [
-        f"data.train={ROOT / 'tests/data/three_problems.jsonl'}", "trainer.max_steps=2",
-        "rollout.num_actors=1", "judge.num_actors=2", "learner.num_ranks=1", "data.eval_size=4"])
-    assert_exactly_once(cfg, summary, steps)
-    groups = {k.rsplit("#", 1)[0] for s in steps for k in s["sample_keys"]}
-    assert len(groups) == 2 * 4, groups
 
 
 def test_tensor_parallel_engines_run_and_report_the_unchecked_weights(tmp_path, monkeypatch):

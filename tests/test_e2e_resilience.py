@@ -38,7 +38,8 @@ def wait_for_step(run_dir: Path, step: int, timeout_s: float, proc=None) -> None
 def test_killed_rollout_and_judge_actors_are_replaced_and_nothing_is_lost(tmp_path):
     from cluster.train import train
     cfg = load_config(ROOT / "configs/local.yaml", SMALL + [
-        "name=kill", f"trainer.output_dir={tmp_path}", "trainer.max_steps=4", "trainer.check_weights_every=0"])
+        "name=kill", f"trainer.output_dir={tmp_path}", "trainer.max_steps=4", "trainer.check_weights_every=0",
+        "learner.num_ranks=1"])
     killed = []
 
     def killer():
@@ -68,8 +69,10 @@ def launch(args: list[str], log: Path) -> subprocess.Popen:
 
 
 def test_driver_killed_with_sigkill_resumes_to_the_configured_step_count(tmp_path):
+    # two learner ranks: the checkpoint it resumes from holds the shards of both
     args = [a for o in SMALL + ["name=resume", f"trainer.output_dir={tmp_path}", "trainer.max_steps=5",
-                                "trainer.checkpoint_every=2", "trainer.check_weights_every=0"] for a in ("--set", o)]
+                                "trainer.checkpoint_every=2", "trainer.check_weights_every=0",
+                                "rollout.num_actors=1", "judge.num_actors=1"] for a in ("--set", o)]
     cfg = load_config(ROOT / "configs/local.yaml", [a for a in args if a != "--set"])
     log = tmp_path / "driver.log"
     first = launch(args, log)
@@ -114,8 +117,9 @@ def test_a_judge_that_cannot_start_stops_everything_the_run_started(tmp_path):
     from cluster.train import train
     port = free_port()
     cfg = load_config(ROOT / "configs/local.yaml", SMALL + RESERVING + [
-        "name=nojudge", f"trainer.output_dir={tmp_path}", f"metrics.port={port}",
-        "judge.backend=step_classifier", f"judge.options.model={tmp_path / 'no-such-model'}"])
+        "name=nojudge", f"trainer.output_dir={tmp_path}", f"metrics.port={port}", "rollout.num_actors=1",
+        "judge.num_actors=1", "learner.num_ranks=1", "judge.backend=step_classifier",
+        f"judge.options.model={tmp_path / 'no-such-model'}"])
     try:
         with pytest.raises(ActorError, match=r"judge\.ready on judge-\d failed: .*no-such-model"):
             train(cfg)  # after the warm start, with engines and learner ranks already up

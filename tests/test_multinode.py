@@ -1,7 +1,7 @@
 """The default job across three Ray nodes on one machine, and one of them lost mid-run.
 
 The README's cluster path with real `ray start` nodes, as Ray's own tests run several nodes on
-one host: a head (`ray start --head --metrics-export-port`, the fixture of tests/test_ray_job.py)
+one host: a head (`ray start --head --metrics-export-port`, tests/ray_head.py)
 and two workers (`ray start --address`), each with its own ports and metrics export port. The
 job joins through `RAY_ADDRESS` with resources that give every role a placement group, and
 Debian's `prometheus` reads only Ray's service discovery file. After the first step, the worker
@@ -32,9 +32,9 @@ from cluster.report import read_records
 from core.config import load_config
 from tests.conftest import ROOT
 from tests.test_e2e import MODEL_CACHE, assert_exactly_once
-from tests.test_metrics_prometheus import PROMETHEUS, prom_api, start_prometheus, stop
-from tests.test_metrics_ray import RAY_ENV, driver_env, query, sd_targets, wait_for
-from tests.test_ray_job import BIN, RayHead, free_port, session_members
+from tests.prometheus import PROMETHEUS, prom_api, query, sd_targets, start_prometheus, stop, wait_for
+from tests.ray_head import BIN, RayHead, free_port, session_members
+from tests.test_cluster_job import RAY_ENV
 
 RUN = "multinode"
 STEPS = 6
@@ -104,10 +104,7 @@ def cluster():
     """A head and two workers exporting metrics every second; yields (head, workers by name,
     Ray's service discovery file, metrics agent by node name)."""
     tmp = Path(tempfile.mkdtemp(prefix="trl-mn-"))  # short: Ray's socket paths must stay < 108 chars
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in RAY_ENV.items():
-            mp.setenv(k, v)
-        head = RayHead(tmp)  # the workers inherit RAY_ENV through head.env
+    head = RayHead(tmp, RAY_ENV)  # the workers inherit RAY_ENV through head.env
     workers: dict[str, RayWorkerNode] = {}
     try:
         head.wait_ready(timeout_s=240)
@@ -159,7 +156,7 @@ def lost_node_run(cluster):
         sets = [a for s in RUN_ARGS + [f"trainer.output_dir={out}"] for a in ("--set", s)]
         log = head.tmp / "run.log"
         run = subprocess.Popen([sys.executable, "-m", "cluster.launch", "configs/local.yaml", *sets],
-                               cwd=ROOT, env=driver_env(head), stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                               cwd=ROOT, env=head.driver_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                start_new_session=True)
 
         def first_step():
