@@ -78,11 +78,12 @@ bench-trl: $(TRL_STAMP)
 
 # Held-out accuracy against samples per advantage estimator; FULL=1: 3 seeds each. TASK=shortcut:
 # the task where credit inside a solution matters (configs/shortcut.yaml), all six estimators.
+# METHODS=a,b and SEEDS=N replace the mode's estimators (grpo always runs) and seed count.
 TASK ?= arith
 bench-sample-efficiency: $(STAMP)
 	@mkdir -p runs/bench
 	PYTHONPATH=. $(PY) -m benchmarks.sample_efficiency $(if $(FULL),--full,--quick) --task $(TASK) \
-	  --json runs/bench/sample_efficiency$(if $(filter arith,$(TASK)),,_$(TASK)).json
+	  $(if $(METHODS),--methods $(METHODS)) $(if $(SEEDS),--seeds $(SEEDS)) --json runs/bench/sample_efficiency$(if $(filter arith,$(TASK)),,_$(TASK)).json
 
 # Which tokens each estimator blames on shortcut-task groups whose faulty steps are known; no training.
 bench-credit-assignment: $(STAMP)

@@ -7,7 +7,8 @@
    how often a reflection follows a wrong or a right merge.
 2. Groups of G solutions to other problems are written with those habits
    (`core.shortcut_task.sample_moves`), so every faulty step is known by construction: right,
-   wrong, and corrected-with-reflection solutions at the policy's own rates.
+   wrong, and corrected-with-reflection solutions at the policy's own rates; and again with the
+   habits the task is built to leave (`DESIGNED`), which do not depend on the warm start.
 3. The real tool judge (one step per line), grader and Scorer judge them, and
    `reward_service.credit` counts per algorithm the faulty tokens blamed (advantage < 0), the
    sound tokens spared (>= 0) and the mutual information between the two (bits, and as a share
@@ -23,8 +24,10 @@ import time
 from collections import Counter
 
 from benchmarks.common import SHORTCUT_CONFIG, Result, default_warm_model, finish, parse_mode
+from core.shortcut_task import Habits
 
 ALGORITHMS = ["grpo", "step_grpo", "reasonflux", "tpgrpo_steps", "tpgrpo_static", "tpgrpo"]
+DESIGNED = Habits(shortcut=0.75, shortcut_error=0.3, careful_error=0.05, reflect_wrong=0.3, reflect_right=0.0)
 SETTINGS = {
     "quick": {"habit_problems": 64, "greedy_problems": 100, "groups": 150, "G": 8},
     "full": {"habit_problems": 200, "greedy_problems": 200, "groups": 1000, "G": 8},
@@ -160,25 +163,31 @@ def main() -> None:
     evals = load_dataset("synthetic", synthetic=cfg.data.synthetic, split="eval").rows
     model_dir = default_warm_model(SHORTCUT_CONFIG)
     measured = policy_habits(model_dir, train, evals, s)
-    habits = measured["sampled"][0].habits()
+    # Two sets of groups: written with the habits the warm policy shows, and with the habits the
+    # task is built to leave (merge at 3 of 4 chances, 30% of merges wrong and 30% of those
+    # corrected, careful lines rarely wrong), which do not depend on how well the warm start went.
+    sources = {"policy": measured["sampled"][0].habits(), "designed": DESIGNED}
     # problems for the constructed groups: training problems the habits were not measured on
     problems = [parse_problem(r["problem"]) for r in train[-s["groups"]:]]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups, composition = judged_groups(problems, habits, s["G"], tokenizer)
-    tables = credit_tables(groups, ALGORITHMS, alpha=cfg.algorithm.alpha, beta=cfg.algorithm.beta)
-    rows = {name: tables[name].summary() for name in ALGORITHMS}
-    print(f"\n{'algorithm':<14} {'faulty blamed':>13} {'sound spared':>12} {'MI bits':>8} {'MI/H':>6}")
-    for name, r in rows.items():
-        print(f"{name:<14} {r['faulty_blamed']:>13.3f} {r['sound_spared']:>12.3f} "
-              f"{r['mutual_information_bits']:>8.4f} {r['information_share']:>6.3f}")
-    grpo_mi, tp_mi = rows["grpo"]["mutual_information_bits"], rows["tpgrpo"]["mutual_information_bits"]
+    rows, compositions = {}, {}
+    for source, habits in sources.items():
+        groups, compositions[source] = judged_groups(problems, habits, s["G"], tokenizer)
+        tables = credit_tables(groups, ALGORITHMS, alpha=cfg.algorithm.alpha, beta=cfg.algorithm.beta)
+        rows[source] = {name: tables[name].summary() for name in ALGORITHMS}
+        print(f"\ngroups written with the {source} habits {vars(habits)}")
+        print(f"{'algorithm':<14} {'faulty blamed':>13} {'sound spared':>12} {'MI bits':>8} {'MI/H':>6}")
+        for name, r in rows[source].items():
+            print(f"{name:<14} {r['faulty_blamed']:>13.3f} {r['sound_spared']:>12.3f} "
+                  f"{r['mutual_information_bits']:>8.4f} {r['information_share']:>6.3f}")
+    grpo_mi, tp_mi = (rows["designed"][a]["mutual_information_bits"] for a in ("grpo", "tpgrpo"))
     measurements = {
         "settings": s, "warm_model": model_dir,
         "policy_sampled": habits_row(*measured["sampled"]), "policy_greedy": habits_row(*measured["greedy"]),
         "policy_lines_greedy": measured["lines"],
-        "habits_used": vars(habits), "composition": composition, "algorithms": rows,
+        "habits_used": {k: vars(h) for k, h in sources.items()}, "composition": compositions, "algorithms": rows,
         "seconds": round(time.monotonic() - t0)}
-    finish(Result("credit_assignment", "tpgrpo MI / grpo MI (sign of advantage vs faulty token)",
+    finish(Result("credit_assignment", "tpgrpo MI / grpo MI, designed habits (sign of advantage vs faulty token)",
                   tp_mi / grpo_mi if grpo_mi else float("nan"), "none (informative)", None, measurements),
            args.json)
 

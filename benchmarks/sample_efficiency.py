@@ -17,6 +17,7 @@ errors over training (`--no-rates` skips that).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from pathlib import Path
@@ -155,10 +156,30 @@ def parse_args() -> argparse.Namespace:
     group.add_argument("--full", action="store_true", help="every method, 3 seeds")
     parser.add_argument("--task", choices=sorted(TASKS), default="arith")
     parser.add_argument("--no-rates", action="store_true", help="shortcut task: skip the decision rates")
+    parser.add_argument("--methods", help="comma-separated estimators instead of the mode's (grpo always runs)")
+    parser.add_argument("--seeds", type=int, help="this many seeds (1, 2, ...) instead of the mode's")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     args.mode = "full" if args.full else "quick"
     return args
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The mode's settings with the command line's methods and seeds."""
+    from reward_service.advantages import known_algorithms
+
+    s = dict(TASKS[args.task][args.mode])
+    if args.methods:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = sorted(set(methods) - set(known_algorithms()))
+        if unknown:
+            raise SystemExit(f"error: --methods: unknown {unknown}; known: {sorted(known_algorithms())}")
+        s["methods"] = ["grpo"] + [m for m in dict.fromkeys(methods) if m != "grpo"]  # the reference first
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise SystemExit("error: --seeds must be at least 1")
+        s["seeds"] = list(range(1, args.seeds + 1))
+    return s
 
 
 def main() -> None:
@@ -166,7 +187,7 @@ def main() -> None:
 
     args = parse_args()
     task = TASKS[args.task]
-    s = task[args.mode]
+    s = settings(args)
     out = out_dir(args.task)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -179,6 +200,8 @@ def main() -> None:
                 curves[method].append(curve(args.task, method, seed, model_dir, s,
                                             checkpoints=rates and seed == s["seeds"][0]))
                 print(f"{method} seed {seed}: {curves[method][-1]}", flush=True)
+                # every finished curve on disk at once: a run cut short keeps what it measured
+                (out / "curves.json").write_text(json.dumps({"settings": s, "curves": curves}, indent=1))
     finally:
         ray.shutdown()
     mean_curves = {m: [(runs[0][i][0], mean_ci([r[i][1] for r in runs])[0]) for i in range(len(runs[0]))]
@@ -199,7 +222,7 @@ def main() -> None:
         measurements["decision_rates"] = decision_rates(out, s["methods"], s["seeds"][0], model_dir, s)
     measurements["seconds"] = round(time.monotonic() - t0)
     grpo_n = measurements["grpo"]["samples_to_grpo_final"]
-    tp_n = measurements["tpgrpo"]["samples_to_grpo_final"]
+    tp_n = measurements.get("tpgrpo", {}).get("samples_to_grpo_final")  # absent when not asked for
     ratio = tp_n / grpo_n if tp_n is not None and grpo_n else float("nan")
     notes = [f"curves and logs: {out}"]
     if measurements["grpo"]["accuracy_final"] <= measurements["grpo"]["accuracy_start"]:

@@ -24,19 +24,12 @@ def scored():
         worker.shutdown()
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @ray.remote(num_cpus=0)
 def unreadable():
     raise RuntimeError("this scored table was lost")
 
 
-def test_experience_exists_when_add_returns(local_ray, scored):
+def test_experience_exists_when_add_returns(ray_local, scored):
     summary, table = scored
     buffer = create_buffer(G, 0, capacity_groups=8, algorithm="tpgrpo", alpha=1.0)
     try:
@@ -50,7 +43,7 @@ def test_experience_exists_when_add_returns(local_ray, scored):
         ray.kill(buffer)
 
 
-def test_an_add_that_cannot_read_its_table_forgets_its_groups_and_they_can_come_again(local_ray, scored):
+def test_an_add_that_cannot_read_its_table_forgets_its_groups_and_they_can_come_again(ray_local, scored):
     summary, table = scored
     buffer = create_buffer(G, 0, capacity_groups=8, algorithm="tpgrpo", alpha=1.0)
     try:

@@ -4,7 +4,8 @@ metrics agent exporting every second), the default job sent with `ray job submit
 endpoint (a static target) and the node's metrics agent, found only through Ray's service
 discovery file (`file_sd_configs`).
 
-The job is small and untrained (no warm start): the paths, not the learning, are under test.
+The job is what a user sends: a Hugging Face model directory (the tiny model, untrained: the
+paths, not the learning, are under test) and GSM8K rows as the data set ships them.
 Two actors per role, so the actor tag has something to tell apart; the rollout engines and the
 learner ranks reserve CPU slivers, so they run in placement groups the job must release. An
 evaluation after every step keeps the learner steps apart: steps that all land in one export
@@ -28,16 +29,16 @@ from tests.conftest import ROOT
 from tests.prometheus import (PROMETHEUS, http_get, needs_prometheus, panels_without_data, prom_api, query, resolve_prefix,
                               scrape_value, sd_targets, start_prometheus, stop, wait_for)
 from tests.ray_head import free_port, ray_head
-from tests.test_e2e import MODEL_CACHE
 
 RUN = "clusterjob"
 STEPS, PROMPTS, G, EVAL = 6, 4, 4, 8
 RUN_DEADLINE_S = 600  # ~2 min alone; the machine may be shared
+GSM8K = ROOT / "tests/data/gsm8k_test_head40.jsonl"
 RUN_ARGS = [
-    f"name={RUN}", "warm_start.enabled=false", f"model.cache_dir={MODEL_CACHE}", f"trainer.max_steps={STEPS}",
-    "trainer.eval_every=1", f"trainer.prompts_per_step={PROMPTS}", f"rollout.samples_per_prompt={G}",
-    "rollout.max_new_tokens=48", f"data.eval_size={EVAL}", "data.synthetic.num_train=200",
-    f"data.synthetic.num_eval={EVAL}", "rollout.num_actors=2", "judge.num_actors=2", "learner.num_ranks=2",
+    f"name={RUN}", "warm_start.enabled=false", f"data.train={GSM8K}", f"data.eval={GSM8K}",
+    f"trainer.max_steps={STEPS}", "trainer.eval_every=1", f"trainer.prompts_per_step={PROMPTS}",
+    f"rollout.samples_per_prompt={G}", "rollout.max_new_tokens=16", f"data.eval_size={EVAL}",  # prompts to 490 tokens
+    "rollout.num_actors=2", "judge.num_actors=2", "learner.num_ranks=2",
     "rollout.num_cpus_per_actor=0.25", "learner.num_cpus_per_rank=0.25",  # 1 of the head's 2 CPUs stays for tasks
     "metrics.host=127.0.0.1", "metrics.linger_s=5",  # several 1s scrapes of the driver's final values
 ]
@@ -51,7 +52,7 @@ pytestmark = pytest.mark.timeout(RUN_DEADLINE_S + 400)
 
 
 @pytest.fixture(scope="module")
-def job(tmp_path_factory):
+def job(tmp_path_factory, tiny_model_dir):
     out = tmp_path_factory.mktemp("runs")
     with ray_head("trl-job-", RAY_ENV) as head:
         sd_file = head.tmp / "ray" / "prom_metrics_service_discovery.json"
@@ -68,8 +69,8 @@ def job(tmp_path_factory):
                     f"  - job_name: ray\n    file_sd_configs: [{{files: ['{sd_file}'], refresh_interval: 5s}}]\n"))
             started = time.time()
             job_id = f"thoughtrl-test-{secrets.token_hex(4)}"
-            sets = [a for s in RUN_ARGS + [f"trainer.output_dir={out}", f"metrics.port={endpoint}"]
-                    for a in ("--set", s)]
+            sets = [a for s in RUN_ARGS + [f"model.path={tiny_model_dir}", f"trainer.output_dir={out}",
+                                           f"metrics.port={endpoint}"] for a in ("--set", s)]
             submit = head.ray("job", "submit", "--no-wait", "--address", head.dashboard, "--submission-id", job_id,
                               "--working-dir", str(ROOT), "--", "python", "-m", "cluster.launch",
                               "configs/local.yaml", *sets, timeout_s=240)

@@ -70,16 +70,6 @@ def test_every_sample_trained_exactly_once_and_fresh(sync_run):
     assert summary["samples_stale_dropped"] == 0
 
 
-def test_one_step_on_gsm8k_with_a_hf_model_dir(tmp_path, tiny_model_dir):
-    gsm8k = ROOT / "tests/data/gsm8k_test_head40.jsonl"
-    _, summary, steps = run(tmp_path, "gsm8k", [
-        f"model.path={tiny_model_dir}", "warm_start.enabled=false", f"data.train={gsm8k}",
-        f"data.eval={gsm8k}", "data.eval_size=4", "trainer.max_steps=1", "trainer.prompts_per_step=2",
-        "rollout.num_actors=1", "judge.num_actors=1", "learner.num_ranks=1", "rollout.max_new_tokens=16"])
-    assert summary["samples_trained"] == 2 * 4 and summary["weights_in_sync"] is True
-    assert len(steps) == 1
-
-
 def test_async_mode_trains_while_the_next_batch_is_generated_and_repeats_are_groups_of_their_own(tmp_path):
     # 3 problems, 4 prompts per step: every batch holds one of them twice, and with one engine
     # both copies are generated in one chunk.

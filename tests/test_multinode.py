@@ -37,7 +37,7 @@ from tests.ray_head import BIN, RayHead, free_port, session_members
 from tests.test_cluster_job import RAY_ENV
 
 RUN = "multinode"
-STEPS = 6
+STEPS = 10  # the node goes down after the first; the run must still have steps left
 WORKER_CPUS = 3  # the head has 2: whichever node the learner packs onto, the rest still fits
 RUN_ARGS = [
     f"name={RUN}", "warm_start.enabled=false", f"model.cache_dir={MODEL_CACHE}", f"trainer.max_steps={STEPS}",
@@ -159,16 +159,24 @@ def lost_node_run(cluster):
                                cwd=ROOT, env=head.driver_env(), stdout=open(log, "w"), stderr=subprocess.STDOUT,
                                start_new_session=True)
 
+        def placed_and_alive():
+            assert run.poll() is None, f"the run ended early: {log.read_text()[-3000:]}"
+            placed, actors = placement(head), our_actors(head)
+            return (placed, actors) if len(placed) == 3 and len(actors) == 7 else None
+
         def first_step():
             assert run.poll() is None, f"the run ended early: {log.read_text()[-3000:]}"
             return read_records(out / RUN, "step")
 
-        wait_for("the run's first step", first_step, timeout_s=RUN_DEADLINE_S)
-        placed, actors = placement(head), our_actors(head)
+        # Where everything runs is read before training starts (`ray list` takes seconds, as
+        # long as several steps), so the node goes down right after the first step.
+        placed, actors = wait_for("the run's actors, placed", placed_and_alive, timeout_s=RUN_DEADLINE_S,
+                                  every_s=2)
         roles_on = lambda node: [a.split("-")[0] for a, n in actors.items() if n == node]  # noqa: E731
         # the worker with the most engines (then judges) of those that hold no learner rank
         victim = max((n for n in workers if "learner" not in roles_on(n)),
                      key=lambda n: (roles_on(n).count("rollout"), roles_on(n).count("judge")))
+        wait_for("the run's first step", first_step, timeout_s=RUN_DEADLINE_S, every_s=0.2)
         workers[victim].kill()
         killed_at_step = max(r["step"] for r in read_records(out / RUN, "step"))
         try:

@@ -42,13 +42,6 @@ def test_a_prompt_drawn_twice_in_one_batch_is_two_groups():
     assert not set(ids) & {p["group_id"] for p in to_prompts(rows, "s4", str)}  # another sampling is not
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_a_batch_from_one_engine_reaches_every_judge_and_each_group_the_buffer_once(ray_local, tiny_model_dir):
     cfg = load_config(None, ["rollout.num_actors=1", "judge.num_actors=3", "rollout.samples_per_prompt=2",
                              "rollout.max_new_tokens=8", "trainer.call_timeout_s=300"])

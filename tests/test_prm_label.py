@@ -1,5 +1,5 @@
-"""The label job for real: Ray, two vLLM rollout actors sampling the solutions and the Monte-Carlo
-completions, two judge actors splitting and grading. Every soft label is recomputed here from the
+"""The label job for real: Ray, a vLLM rollout actor sampling the solutions and the Monte-Carlo
+completions, a judge actor splitting and grading. Every soft label is recomputed here from the
 completions the job logged: the fraction of a step prefix's completions that reach the gold
 answer, graded independently of the job."""
 from __future__ import annotations
@@ -53,7 +53,7 @@ def labelled(tmp_path_factory, policy):
     data.write_text("".join(json.dumps({"problem": p, "answer": a}) + "\n" for p, a in PROBLEMS))
     cfg = load_config(ROOT / "configs/local.yaml", [
         "name=lab", f"trainer.output_dir={tmp}", f"model.path={policy}", "warm_start.enabled=false",
-        f"data.train={data}", f"data.eval={data}", "rollout.num_actors=2", "judge.num_actors=2",
+        f"data.train={data}", f"data.eval={data}", "rollout.num_actors=1", "judge.num_actors=1",
         "rollout.max_new_tokens=64", "rollout.kv_cache_gb=0.1", "label.problems=6", "label.samples_per_problem=3",
         "label.completions=6", "label.problems_per_call=2", "label.threshold=0.0"])
     try:

@@ -1,14 +1,5 @@
 """The grading pool inside a Ray actor, called from the actor's worker threads."""
-import pytest
-
-ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+import ray
 
 
 def test_pool_in_a_threaded_ray_actor(ray_local):
