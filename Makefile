@@ -39,7 +39,7 @@ run: $(STAMP)
 	$(PY) -m cluster.launch $(CONFIG) $(ARGS)
 
 test: $(STAMP) prometheus
-	$(PY) -m pytest -q -m "not slow" --timeout=900 tests
+	$(PY) -m pytest -q -m "not slow" --timeout=900 --durations=20 tests
 
 # The metrics test scrapes a real run with a real Prometheus (Debian's package); where it
 # cannot be installed the test skips and says why.
