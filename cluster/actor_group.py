@@ -149,12 +149,22 @@ class ActorGroup:
                 pass
         return sorted(dead)
 
-    def replace(self, index: int) -> None:
-        """A fresh actor in place of `index` (killing the old one, if it still runs), once ready."""
-        ray.kill(self.actors[index])
-        self.generation[index] += 1
-        self.actors[index] = self._create(index)
-        self.call(index, "ready")
+    def replace(self, index: int, attempts: int = 4, retry_after_s: float = 10.0) -> None:
+        """A fresh actor in place of `index` (killing the old one, if it still runs), once ready.
+        A replacement that dies before it is ready is tried again, up to `attempts` in all: when
+        a node is lost, its placement-group bundles move elsewhere only once Ray has declared the
+        node dead, and an actor placed there in the meantime dies with it."""
+        for attempt in range(1, attempts + 1):
+            ray.kill(self.actors[index])
+            self.generation[index] += 1
+            self.actors[index] = self._create(index)
+            try:
+                self.call(index, "ready")
+                return
+            except ActorDied:
+                if attempt == attempts:
+                    raise
+                time.sleep(retry_after_s)  # the cluster needs time to notice the loss, not a poll
 
     def shutdown(self) -> None:
         """Kill every actor (a dead or never-started one too); never raises."""

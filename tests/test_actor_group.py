@@ -1,6 +1,7 @@
 """ActorGroup under real Ray: one timeout and error policy, dead told from busy, replacement."""
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -13,11 +14,16 @@ pytestmark = pytest.mark.timeout(300)
 
 
 class Worker:
-    """`work` holds the actor's queue until `release` (served beside it) lets it finish."""
+    """`work` holds the actor's queue until `release` (served beside it) lets it finish. With
+    `die_first`, the first one started ends its own process before it is ready (as an actor
+    placed on a node that is going down does); later ones start normally."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: bool = False, die_first: str | None = None):
         if fail:
             raise ValueError("no such backend 'nope'")
+        if die_first is not None and not os.path.exists(die_first):
+            Path(die_first).touch()
+            os._exit(1)
         self.gate = threading.Event()
 
     def ready(self) -> bool:
@@ -63,6 +69,23 @@ def test_a_busy_actor_is_not_dead_and_a_killed_one_is(tmp_path):
     finally:
         group.shutdown()
     assert not [n for n in ray.util.list_named_actors() if n.startswith("w-")]
+
+
+def test_a_replacement_that_dies_before_it_is_ready_is_started_again(tmp_path):
+    marker = tmp_path / "died-once"
+    group = ActorGroup("w", Worker, 1, timeout_s=120, options={"num_cpus": 0}, kwargs={"die_first": str(marker)})
+    try:
+        # the first actor dies starting; the group's own start is not retried: an error naming it
+        with pytest.raises(ActorDied, match=r"w\.ready on w-0: the actor died"):
+            group.call(0, "ready")
+        marker.unlink()  # the next one to start dies too, the one after that lives
+        group.replace(0, retry_after_s=0.1)
+        assert marker.exists() and group.names == ["w-0-r2"] and group.call(0, "ready") is True
+        marker.unlink()  # the tries are bounded: with one, a replacement that dies is an error
+        with pytest.raises(ActorDied, match=r"w\.ready on w-0-r3: the actor died"):
+            group.replace(0, attempts=1)
+    finally:
+        group.shutdown()
 
 
 def test_a_check_that_gets_no_answer_reports_nothing_dead():

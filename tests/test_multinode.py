@@ -91,6 +91,8 @@ def ray_list(head: RayHead, what: str) -> list[dict]:
     out = head.ray("list", what, "--address", head.dashboard, "--format", "json", "--detail", "--limit", "10000",
                    timeout_s=120)
     assert out.returncode == 0, out.stderr[-2000:]
+    if out.stdout.strip() == "No resource in the cluster":  # what it prints instead of an empty list
+        return []
     return json.loads(out.stdout)
 
 
