@@ -4,12 +4,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "configs" / "local.yaml"
+# One model cache for every run of every session on this machine: the tiny model and its warm
+# starts are built once (builds are atomic, so concurrent sessions do not trip over each other).
+MODEL_CACHE = Path(tempfile.gettempdir()) / f"thoughtrl-test-models-{os.getuid()}"
 
 # ChatML, as Qwen models write it (without Qwen's default system message).
 CHATML = ("{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "

@@ -2,22 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import ray
 
 from cluster.report import read_records
 from core.config import load_config
-from tests.conftest import ROOT
+from tests.conftest import MODEL_CACHE, ROOT
 
 pytestmark = pytest.mark.timeout(900)
-
-# One model cache for every run of the session: the tiny model and its warm start are built once.
-MODEL_CACHE = Path(tempfile.gettempdir()) / f"thoughtrl-test-models-{os.getuid()}"
 
 SMALL = [f"model.cache_dir={MODEL_CACHE}",
     "rollout.num_actors=2", "judge.num_actors=2", "learner.num_ranks=2", "learner.zero_stage=2",

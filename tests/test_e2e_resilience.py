@@ -19,6 +19,7 @@ from cluster.actor_group import ActorError
 from cluster.report import read_records
 from core.config import load_config
 from tests.conftest import ROOT
+from tests.ray_head import free_port
 from tests.test_e2e import SMALL, assert_exactly_once
 
 pytestmark = pytest.mark.timeout(900)
@@ -92,12 +93,6 @@ def test_driver_killed_with_sigkill_resumes_to_the_configured_step_count(tmp_pat
     assert summary["resumed_from_step"] in (2, 4) and summary["steps"] == 5
     assert summary["policy_version"] == 5 and summary["weights_in_sync"] is True
     assert_exactly_once(cfg, summary, read_records(cfg.run_dir, "step"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Every role asks for a sliver of CPU so that each gets a placement group to release.

@@ -5,8 +5,6 @@ answer, graded independently of the job."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -20,15 +18,14 @@ from core.config import load_config
 from core.prompts import PromptFormat
 from core.stepwise import read_stepwise
 from reward_service.grading import GradingPool
-from tests.conftest import ROOT
+from tests.conftest import MODEL_CACHE, ROOT
 
 pytestmark = pytest.mark.timeout(900)
 # Small answers, so that a barely trained policy reaches the gold answer from some prefixes and
 # not from others: the fractions vary.
 PROBLEMS = [("Compute 2 + 3.", "5"), ("Compute 9 - 8.", "1"), ("Compute 3 * 3.", "9"), ("Compute 8 / 4.", "2"),
             ("Compute 1 + 6.", "7"), ("Compute 4 - 4.", "0")]
-# Built once per machine (test_e2e's cache): 150 supervised steps, so solutions come in steps.
-MODEL_CACHE = Path(tempfile.gettempdir()) / f"thoughtrl-test-models-{os.getuid()}"
+# Built once per machine (the tests' model cache): 150 supervised steps, so solutions come in steps.
 POLICY = [f"model.cache_dir={MODEL_CACHE}", "warm_start.steps=150", "warm_start.answer_only.steps=0",
           "data.synthetic.num_train=500", "data.synthetic.num_eval=16"]
 

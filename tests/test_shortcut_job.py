@@ -2,8 +2,6 @@
 task's generator, and the job trains a step end to end (real Ray, vLLM, judges, DeepSpeed)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,10 +16,9 @@ from core.arith_task import ArithTaskConfig
 from core.config import ConfigError, load_config
 from core.datasets import load_dataset
 from core.shortcut_task import ShortcutTaskConfig, habit_rows, parse_problem
-from tests.conftest import ROOT
+from tests.conftest import MODEL_CACHE, ROOT
 
 CONFIG = ROOT / "configs" / "shortcut.yaml"
-MODEL_CACHE = Path(tempfile.gettempdir()) / f"thoughtrl-test-models-{os.getuid()}"
 
 
 def test_the_config_selects_the_shortcut_task_and_passes_the_checks(tmp_path):
