@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from cluster.report import read_records
 from core.config import load_config
-from tests.conftest import ROOT
-from tests.test_e2e import MODEL_CACHE, assert_exactly_once
+from tests.conftest import MODEL_CACHE, ROOT
+from tests.test_e2e import assert_exactly_once
 from tests.prometheus import PROMETHEUS, prom_api, query, sd_targets, start_prometheus, stop, wait_for
-from tests.ray_head import BIN, RayHead, free_port, session_members
+from tests.ray_head import BIN, RayHead, free_port, ray_head, session_members
 from tests.test_cluster_job import RAY_ENV
 
 RUN = "multinode"
@@ -105,27 +102,24 @@ def node_names(head: RayHead) -> dict[str, str]:
 def cluster():
     """A head and two workers exporting metrics every second; yields (head, workers by name,
     Ray's service discovery file, metrics agent by node name)."""
-    tmp = Path(tempfile.mkdtemp(prefix="trl-mn-"))  # short: Ray's socket paths must stay < 108 chars
-    head = RayHead(tmp, RAY_ENV)  # the workers inherit RAY_ENV through head.env
-    workers: dict[str, RayWorkerNode] = {}
-    try:
-        head.wait_ready(timeout_s=240)
-        workers = {name: RayWorkerNode(head, name, WORKER_CPUS) for name in ("worker0", "worker1")}
-        ports = {"head": head.ports["metrics-export-port"], **{name: w.agent_port for name, w in workers.items()}}
-        sd_file = tmp / "ray" / "prom_metrics_service_discovery.json"
+    with ray_head("trl-mn-", RAY_ENV) as head:  # the workers inherit RAY_ENV through head.env
+        workers: dict[str, RayWorkerNode] = {}
+        try:
+            workers = {name: RayWorkerNode(head, name, WORKER_CPUS) for name in ("worker0", "worker1")}
+            ports = {"head": head.ports["metrics-export-port"], **{n: w.agent_port for n, w in workers.items()}}
+            sd_file = head.tmp / "ray" / "prom_metrics_service_discovery.json"
 
-        def listed() -> dict[str, str] | None:  # node → its agent as the file lists it (IP:port)
-            found = {name: t for name, port in ports.items() for t in sd_targets(sd_file) if t.endswith(f":{port}")}
-            return found if len(found) == len(ports) else None
+            def listed() -> dict[str, str] | None:  # node → its agent as the file lists it (IP:port)
+                found = {n: t for n, port in ports.items() for t in sd_targets(sd_file) if t.endswith(f":{port}")}
+                return found if len(found) == len(ports) else None
 
-        agents = wait_for("all three nodes' metrics agents in Ray's service discovery file", listed, timeout_s=240)
-        yield head, workers, sd_file, agents
-    finally:
-        for w in workers.values():
-            if w.proc.poll() is None:
-                w.kill()
-        head.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+            agents = wait_for("all three nodes' metrics agents in Ray's service discovery file", listed,
+                              timeout_s=240)
+            yield head, workers, sd_file, agents
+        finally:
+            for w in workers.values():
+                if w.proc.poll() is None:
+                    w.kill()
 
 
 def placement(head: RayHead) -> dict[str, list[str]]:
