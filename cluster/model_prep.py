@@ -89,13 +89,15 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
     # The warm start trains on exactly the prompts the rollout will send.
     prompt = PromptFormat.for_model(base, **cfg.prompt.model_dump())
     detail = logging.getLogger("thoughtrl.warm_start").info
-    spec = {"base": str(base.resolve()), "ws": ws.model_dump(exclude={"answer_only"}), "data": cfg.data.train,
+    spec = {"base": str(base.resolve()), "ws": ws.model_dump(exclude={"answer_only"}, exclude_none=True), "data": cfg.data.train,
             "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed, "rows": len(rows),
             "prompt": cfg.prompt.model_dump()}
     task = SYNTHETIC_TASKS[synthetic_task(cfg.data.synthetic)]
+    first = rows if ws.habit_rate is None else task.habit_rows(cfg.data.synthetic, rows, ws.habit_rate, cfg.seed)
+    what = "" if ws.habit_rate is None else f" with the task's habit at rate {ws.habit_rate:.0%}"
     worked = _stage(cache / f"warm-{_key(spec, code=(inspect.getmodule(task.make_split),))}", spec, log, lambda: progress("warm start", ws.steps),
-                    f"{ws.steps} supervised steps on {len(rows)} solutions",
-                    lambda d, on_step: warm_start(str(base), str(d), rows, steps=ws.steps, lr=ws.lr,
+                    f"{ws.steps} supervised steps on {len(rows)} solutions{what}",
+                    lambda d, on_step: warm_start(str(base), str(d), first, steps=ws.steps, lr=ws.lr,
                                                   batch_size=ws.batch_size, seed=cfg.seed, log=detail,
                                                   on_step=on_step, prompt=prompt))
     stage = ws.answer_only

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.arith_task import ArithTaskConfig
-from core.datasets import FieldMap, SyntheticTaskConfig
+from core.datasets import SYNTHETIC, SYNTHETIC_TASKS, FieldMap, SyntheticTaskConfig, synthetic_task
 from core.prompts import BOXED_INSTRUCTION, PROMPT_TEMPLATE, check_template
 from core.tiny_model import TinyModelConfig
 
@@ -61,6 +61,10 @@ class WarmStartConfig(Section):
     steps: int = Field(300, ge=0)
     lr: float = Field(3e-3, gt=0)
     batch_size: int = Field(32, gt=0)
+    # The first stage trains on the task's habit rows at this rate (a task with a habit, on its
+    # generated data) instead of its worked solutions: the policy learns the habit together with
+    # the skill. A habit taught in a second stage of its own broke the skill (BENCHMARKS.md §9).
+    habit_rate: float | None = Field(None, ge=0, le=1)
     answer_only: AnswerOnlyStageConfig = AnswerOnlyStageConfig()
 
 
@@ -240,6 +244,17 @@ class Config(Section):
             return self.trainer.weight_sync_backend
         on_gpus = self.learner.num_gpus_per_rank > 0 and self.rollout.num_gpus_per_actor > 0
         return "nccl" if on_gpus else "gloo"
+
+    @model_validator(mode="after")
+    def _habit_needs_a_task_with_one(self) -> "Config":
+        if self.warm_start.habit_rate is None:
+            return self
+        task = synthetic_task(self.data.synthetic)
+        if self.data.train != SYNTHETIC or SYNTHETIC_TASKS[task].habit_rows is None:
+            with_habit = [name for name, t in SYNTHETIC_TASKS.items() if t.habit_rows is not None]
+            raise ValueError(f"warm_start.habit_rate needs data.train: {SYNTHETIC} with a task that has a habit "
+                             f"({', '.join(with_habit)}); this run trains on {self.data.train!r}, task {task!r}")
+        return self
 
     @model_validator(mode="after")
     def _prm_batch_feeds_every_rank(self) -> "Config":

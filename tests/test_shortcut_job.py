@@ -47,7 +47,9 @@ def test_the_warm_start_key_holds_the_generator_of_its_task_only():
     assert _code_version(core.arith_task) == _code_version()  # the default job's key is unchanged
 
 
-def test_the_warm_starts_second_stage_trains_on_the_tasks_habit(tmp_path, monkeypatch):
+def warm_start_data(tmp_path, monkeypatch, *overrides: str):
+    """What each warm-start stage of configs/shortcut.yaml (with `overrides`) trains on, for
+    real (one step each), and the training rows it started from."""
     import learner.sft
     from cluster.model_prep import prepare_model
 
@@ -60,13 +62,33 @@ def test_the_warm_starts_second_stage_trains_on_the_tasks_habit(tmp_path, monkey
 
     monkeypatch.setattr(learner.sft, "warm_start", spy)
     cfg = load_config(CONFIG, [f"model.cache_dir={tmp_path}", "warm_start.steps=1", "warm_start.batch_size=4",
-                               "warm_start.answer_only.steps=1", "data.synthetic.num_train=40"])
+                               "data.synthetic.num_train=40", *overrides])
     rows = load_dataset(cfg.data.train, cfg.data.fields, cfg.data.synthetic, split="train").rows
     prepare_model(cfg, rows, log=lambda msg: None)
+    return cfg, rows, trained
+
+
+def test_the_shipped_warm_start_is_one_stage_on_the_tasks_habit(tmp_path, monkeypatch):
+    cfg, rows, trained = warm_start_data(tmp_path, monkeypatch)
+    assert cfg.warm_start.habit_rate == 0.5 and cfg.warm_start.answer_only.steps == 0
+    [habit] = trained
+    assert habit == habit_rows(cfg.data.synthetic, rows, 0.5, cfg.seed)
+    merged = sum("," in line for r in habit for line in r["solution"].splitlines() if line.startswith("Step "))
+    assert 0 < merged < sum(r["solution"].count("Step ") for r in habit)  # some lines merged, some worked
+
+
+def test_a_second_stage_trains_on_the_tasks_habit(tmp_path, monkeypatch):
+    cfg, rows, trained = warm_start_data(tmp_path, monkeypatch, "warm_start.habit_rate=null",
+                                         "warm_start.answer_only.steps=1", "warm_start.answer_only.rate=0.75")
     worked, habit = trained
     assert worked == rows and all("," not in r["solution"] for r in worked)  # one operation per line
     assert habit == habit_rows(cfg.data.synthetic, rows, cfg.warm_start.answer_only.rate, cfg.seed)
     assert sum("Step a," in r["solution"] for r in habit) > len(habit) / 2
+
+
+def test_a_habit_rate_for_a_task_without_a_habit_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"warm_start\.habit_rate needs .*shortcut.*task 'arith'"):
+        load_config(ROOT / "configs/local.yaml", ["warm_start.habit_rate=0.5"])
 
 
 @pytest.mark.slow  # the default job's path, with the task's config: `make test-all`
