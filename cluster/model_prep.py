@@ -89,9 +89,10 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
     # The warm start trains on exactly the prompts the rollout will send.
     prompt = PromptFormat.for_model(base, **cfg.prompt.model_dump())
     detail = logging.getLogger("thoughtrl.warm_start").info
-    spec = {"base": str(base.resolve()), "ws": ws.model_dump(exclude={"answer_only"}, exclude_none=True), "data": cfg.data.train,
-            "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed, "rows": len(rows),
-            "prompt": cfg.prompt.model_dump()}
+    # exclude_none: a setting left unset keeps the key of warm starts built before it existed
+    spec = {"base": str(base.resolve()), "ws": ws.model_dump(exclude={"answer_only"}, exclude_none=True),
+            "data": cfg.data.train, "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed,
+            "rows": len(rows), "prompt": cfg.prompt.model_dump()}
     task = SYNTHETIC_TASKS[synthetic_task(cfg.data.synthetic)]
     first = rows if ws.habit_rate is None else task.habit_rows(cfg.data.synthetic, rows, ws.habit_rate, cfg.seed)
     what = "" if ws.habit_rate is None else f" with the task's habit at rate {ws.habit_rate:.0%}"
