@@ -94,11 +94,13 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
             "data": cfg.data.train, "synthetic": cfg.data.synthetic.model_dump(), "seed": cfg.seed,
             "rows": len(rows), "prompt": cfg.prompt.model_dump()}
     task = SYNTHETIC_TASKS[synthetic_task(cfg.data.synthetic)]
-    first = rows if ws.habit_rate is None else task.habit_rows(cfg.data.synthetic, rows, ws.habit_rate, cfg.seed)
+    # The training rows of each stage are made only when the stage is built, not when it is reused.
+    def first() -> list[dict]:
+        return rows if ws.habit_rate is None else task.habit_rows(cfg.data.synthetic, rows, ws.habit_rate, cfg.seed)
     what = "" if ws.habit_rate is None else f" with the task's habit at rate {ws.habit_rate:.0%}"
     worked = _stage(cache / f"warm-{_key(spec, code=(inspect.getmodule(task.make_split),))}", spec, log, lambda: progress("warm start", ws.steps),
                     f"{ws.steps} supervised steps on {len(rows)} solutions{what}",
-                    lambda d, on_step: warm_start(str(base), str(d), first, steps=ws.steps, lr=ws.lr,
+                    lambda d, on_step: warm_start(str(base), str(d), first(), steps=ws.steps, lr=ws.lr,
                                                   batch_size=ws.batch_size, seed=cfg.seed, log=detail,
                                                   on_step=on_step, prompt=prompt))
     stage = ws.answer_only
@@ -106,13 +108,17 @@ def prepare_model(cfg: Config, train_rows: list[dict], log: Callable[[str], None
         return worked
     spec = {"from": str(worked.resolve()), "stage": stage.model_dump(), "batch_size": ws.batch_size, "seed": cfg.seed}
     if task.habit_rows is not None and cfg.data.train == SYNTHETIC:  # the task's own habit
-        mixed, label = task.habit_rows(cfg.data.synthetic, rows, stage.rate, cfg.seed), "habit"
+        def mixed() -> list[dict]:
+            return task.habit_rows(cfg.data.synthetic, rows, stage.rate, cfg.seed)
+        label = "habit"
         what = f"{stage.steps} more steps on solutions with the task's habit at rate {stage.rate:.0%}"
     else:
-        mixed, label = answer_only(rows, stage.rate, cfg.seed), "answer-only"
+        def mixed() -> list[dict]:
+            return answer_only(rows, stage.rate, cfg.seed)
+        label = "answer-only"
         what = f"{stage.steps} more steps with {stage.rate:.0%} of solutions cut to the answer"
     return _stage(cache / f"warm-answer-only-{_key(spec)}", spec, log, lambda: progress(label, stage.steps), what,
-                  lambda d, on_step: warm_start(str(worked), str(d), mixed, steps=stage.steps, lr=stage.lr,
+                  lambda d, on_step: warm_start(str(worked), str(d), mixed(), steps=stage.steps, lr=stage.lr,
                                                 batch_size=ws.batch_size, seed=cfg.seed, log=detail,
                                                 on_step=on_step, prompt=prompt))
 
