@@ -180,7 +180,18 @@ class Pipeline:
         return sum(self._grader_timeouts.values())
 
     def heal(self) -> None:
-        """Replace dead rollout/judge actors; bring every engine to the current weights."""
+        """Replace dead rollout/judge actors; bring every engine to the current weights. An actor
+        that dies while this runs (checked alive, then gone before its engine's version is read)
+        is healed in the next round."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self._heal_once()
+            except ActorDied as died:
+                if attempt == self.max_attempts:
+                    raise
+                self.log(f"{died}; another actor died while replacing, replacing again")
+
+    def _heal_once(self) -> None:
         for group in (self.rollout, self.judges):
             for i in group.dead_indices():
                 self.log(f"{group.actor_name(i)} is gone; starting a replacement")

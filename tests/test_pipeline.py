@@ -42,31 +42,72 @@ def test_a_prompt_drawn_twice_in_one_batch_is_two_groups():
     assert not set(ids) & {p["group_id"] for p in to_prompts(rows, "s4", str)}  # another sampling is not
 
 
-def test_a_batch_from_one_engine_reaches_every_judge_and_each_group_the_buffer_once(ray_local, tiny_model_dir):
-    cfg = load_config(None, ["rollout.num_actors=1", "judge.num_actors=3", "rollout.samples_per_prompt=2",
-                             "rollout.max_new_tokens=8", "trainer.call_timeout_s=300"])
-    timeout = cfg.trainer.call_timeout_s
-    rollout = ActorGroup("rollout", RolloutWorker, 1, timeout, {"num_cpus": 0}, args=(str(tiny_model_dir),),
-                         kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
-    judges = ActorGroup("judge", JudgeWorker, 3, timeout, {"num_cpus": 0}, kwargs=dict(backend="tool"))
-    buffer = create_buffer(2, 0, capacity_groups=12, algorithm="grpo", alpha=1.0)
-    try:
-        pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=lambda _: None)
-        prompts = [{"prompt_id": f"p{i}", "group_id": f"g{i}", "problem": f"{i} + 1", "prompt_text": f"{i} + 1 =",
-                    "gold_answer": str(i + 1)} for i in range(6)]
-        batch = pipeline.submit(0, prompts)
-        ray.kill(judges.actors[1])  # one judge call fails; only it is re-issued
-        summaries = pipeline.collect(batch)
+PROMPTS = [{"prompt_id": f"p{i}", "group_id": f"g{i}", "problem": f"{i} + 1", "prompt_text": f"{i} + 1 =",
+            "gold_answer": str(i + 1)} for i in range(6)]
 
-        assert sorted(g for s in summaries for g in s["groups"]) == [f"g{i}" for i in range(6)]
-        assert pipeline.restarts == {"rollout": 0, "judge": 1} and judges.names[1] == "judge-1-r1"
-        judged = [s["samples"] for s in judges.get_all("stats")]
-        assert judged[0] == judged[2] == 4, judged  # two groups of two samples each
-        taken = ray.get(buffer.take.remote(6, 0, timeout), timeout=timeout)
-        assert sorted(taken["group_ids"]) == [f"g{i}" for i in range(6)] and taken["num_samples"] == 12
-        depth = ray.get(buffer.depth.remote(), timeout=timeout)
-        assert depth["groups_added"] == 6 and depth["pending_groups"] == 0
-    finally:
-        for part in (rollout, judges):
-            part.shutdown()
+
+@pytest.fixture
+def parts(ray_local, tiny_model_dir):
+    """A factory of (config, rollout group of one engine, judge group, buffer), all stopped after."""
+    made = []
+
+    def make(num_judges: int):
+        cfg = load_config(None, ["rollout.num_actors=1", f"judge.num_actors={num_judges}",
+                                 "rollout.samples_per_prompt=2", "rollout.max_new_tokens=8",
+                                 "trainer.call_timeout_s=300"])
+        timeout = cfg.trainer.call_timeout_s
+        rollout = ActorGroup("rollout", RolloutWorker, 1, timeout, {"num_cpus": 0}, args=(str(tiny_model_dir),),
+                             kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
+        judges = ActorGroup("judge", JudgeWorker, num_judges, timeout, {"num_cpus": 0}, kwargs=dict(backend="tool"))
+        buffer = create_buffer(2, 0, capacity_groups=12, algorithm="grpo", alpha=1.0)
+        made.append((rollout, judges, buffer))
+        return cfg, rollout, judges, buffer
+
+    yield make
+    for rollout, judges, buffer in made:
+        rollout.shutdown()
+        judges.shutdown()
         ray.kill(buffer)
+
+
+def test_a_batch_from_one_engine_reaches_every_judge_and_each_group_the_buffer_once(parts):
+    cfg, rollout, judges, buffer = parts(3)
+    timeout = cfg.trainer.call_timeout_s
+    pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=lambda _: None)
+    batch = pipeline.submit(0, PROMPTS)
+    ray.kill(judges.actors[1])  # one judge call fails; only it is re-issued
+    summaries = pipeline.collect(batch)
+
+    assert sorted(g for s in summaries for g in s["groups"]) == [f"g{i}" for i in range(6)]
+    assert pipeline.restarts == {"rollout": 0, "judge": 1} and judges.names[1] == "judge-1-r1"
+    judged = [s["samples"] for s in judges.get_all("stats")]
+    assert judged[0] == judged[2] == 4, judged  # two groups of two samples each
+    taken = ray.get(buffer.take.remote(6, 0, timeout), timeout=timeout)
+    assert sorted(taken["group_ids"]) == [f"g{i}" for i in range(6)] and taken["num_samples"] == 12
+    depth = ray.get(buffer.depth.remote(), timeout=timeout)
+    assert depth["groups_added"] == 6 and depth["pending_groups"] == 0
+
+
+def test_an_engine_that_dies_while_a_judge_is_replaced_is_replaced_too(parts):
+    # Two faults close together: the engine passes the health check, then dies while the dead
+    # judge's replacement starts, so reading its weights version fails. The run heals again.
+    cfg, rollout, judges, buffer = parts(1)
+    sent = []
+    pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(send=lambda idx, v: sent.append((idx, v))),
+                        log=lambda _: None)
+    create_judge = judges._create
+
+    def create_judge_and_kill_the_engine(index):
+        ray.kill(rollout.actors[0])
+        return create_judge(index)
+
+    judges._create = create_judge_and_kill_the_engine
+    batch = pipeline.submit(0, PROMPTS)
+    ray.kill(judges.actors[0])
+    summaries = pipeline.collect(batch)
+
+    assert sorted(g for s in summaries for g in s["groups"]) == [f"g{i}" for i in range(6)]
+    assert pipeline.restarts == {"rollout": 1, "judge": 1}
+    assert rollout.names == ["rollout-0-r1"] and judges.names == ["judge-0-r1"]
+    taken = ray.get(buffer.take.remote(6, 0, cfg.trainer.call_timeout_s), timeout=cfg.trainer.call_timeout_s)
+    assert sorted(taken["group_ids"]) == [f"g{i}" for i in range(6)] and taken["num_samples"] == 12
