@@ -19,13 +19,15 @@ its judge finished and its experience exists (cluster/buffer.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, TypeVar
 
 import ray
 
 from cluster.actor_group import ActorDied, ActorError, ActorGroup, get
 from cluster.timeline import Timeline
 from core.config import Config
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -183,13 +185,7 @@ class Pipeline:
         """Replace dead rollout/judge actors; bring every engine to the current weights. An actor
         that dies while this runs (checked alive, then gone before its engine's version is read)
         is healed in the next round."""
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                return self._heal_once()
-            except ActorDied as died:
-                if attempt == self.max_attempts:
-                    raise
-                self.log(f"{died}; another actor died while replacing, replacing again")
+        self._retry_after_death(self._heal_once, "another actor died while replacing, replacing again")
 
     def _heal_once(self) -> None:
         for group in (self.rollout, self.judges):
@@ -211,14 +207,20 @@ class Pipeline:
 
     def ask_all(self, group: ActorGroup, method: str, *args) -> list:
         """`method` on every actor of `group`; a dead one is replaced (`heal`) and all are asked again."""
-        for attempt in range(1, self.max_attempts + 1):
+        return self._retry_after_death(lambda: group.get_all(method, *args), "replacing dead actors", self.heal)
+
+    def _retry_after_death(self, attempt: Callable[[], T], say: str, between: Callable[[], None] | None = None) -> T:
+        """`attempt()`, tried again (after `between()`) where an actor it needed died, up to
+        `max_attempts` tries in all; the last death is raised."""
+        for n in range(1, self.max_attempts + 1):
             try:
-                return group.get_all(method, *args)
+                return attempt()
             except ActorDied as died:
-                if attempt == self.max_attempts:
+                if n == self.max_attempts:
                     raise
-                self.log(f"{died}; replacing dead actors")
-                self.heal()
+                self.log(f"{died}; {say}")
+                if between is not None:
+                    between()
         raise AssertionError("unreachable")
 
     def sync(self, weights: Weights) -> None:
