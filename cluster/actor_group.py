@@ -149,22 +149,31 @@ class ActorGroup:
                 pass
         return sorted(dead)
 
-    def replace(self, index: int, attempts: int = 4, retry_after_s: float = 10.0) -> None:
-        """A fresh actor in place of `index` (killing the old one, if it still runs), once ready.
-        A replacement that dies before it is ready is tried again, up to `attempts` in all: when
-        a node is lost, its placement-group bundles move elsewhere only once Ray has declared the
-        node dead, and an actor placed there in the meantime dies with it."""
+    def replace(self, indices: list[int], attempts: int = 4, retry_after_s: float = 10.0) -> None:
+        """Fresh actors in place of `indices` (killing the old ones that still run), started
+        together, all ready when this returns. A replacement that dies before it is ready is
+        started again, up to `attempts` starts in all: when a node is lost, its placement-group
+        bundles move elsewhere only once Ray has declared the node dead, and an actor placed
+        there in the meantime dies with it."""
+        pending = sorted(set(indices))
         for attempt in range(1, attempts + 1):
-            ray.kill(self.actors[index])
-            self.generation[index] += 1
-            self.actors[index] = self._create(index)
-            try:
-                self.call(index, "ready")
+            for i in pending:
+                ray.kill(self.actors[i])
+                self.generation[i] += 1
+                self.actors[i] = self._create(i)
+            refs = {i: self.actors[i].ready.remote() for i in pending}
+            died = []
+            for i, ref in refs.items():
+                try:
+                    get(ref, self.timeout_s, f"{self.name}.ready", [self.actor_name(i)])
+                except ActorDied:
+                    if attempt == attempts:
+                        raise
+                    died.append(i)
+            if not died:
                 return
-            except ActorDied:
-                if attempt == attempts:
-                    raise
-                time.sleep(retry_after_s)  # the cluster needs time to notice the loss, not a poll
+            pending = died
+            time.sleep(retry_after_s)  # the cluster needs time to notice the loss, not a poll
 
     def shutdown(self) -> None:
         """Kill every actor (a dead or never-started one too); never raises."""

@@ -188,22 +188,28 @@ class Pipeline:
         self._retry_after_death(self._heal_once, "another actor died while replacing, replacing again")
 
     def _heal_once(self) -> None:
-        for group in (self.rollout, self.judges):
-            for i in group.dead_indices():
-                self.log(f"{group.actor_name(i)} is gone; starting a replacement")
-                group.replace(i)
-                self.restarts[group.name] += 1
-        if self.weights.send is not None:
-            versions = self.rollout.get_all("version")
-            for i in [i for i, v in enumerate(versions) if v is None]:
-                # A transfer stopped midway left it part old, part new: it is replaced as if dead.
-                self.log(f"{self.rollout.actor_name(i)} holds incomplete weights; starting a replacement")
-                self.rollout.replace(i)
-                self.restarts[self.rollout.name] += 1
-                versions[i] = 0
-            stale = [i for i, v in enumerate(versions) if v != self.weights.version]
-            if stale:
-                self.weights.send(stale, self.weights.version)
+        broken = {i: "is gone" for i in self.rollout.dead_indices()}
+        self._replace(self.judges, {i: "is gone" for i in self.judges.dead_indices()})
+        if self.weights.send is None:
+            self._replace(self.rollout, broken)
+            return
+        versions = {i: self.rollout.call(i, "version") for i in range(len(self.rollout)) if i not in broken}
+        # A transfer stopped midway left an engine part old, part new: it is replaced as if dead.
+        broken |= {i: "holds incomplete weights" for i, v in versions.items() if v is None}
+        self._replace(self.rollout, broken)
+        versions |= {i: 0 for i in broken}
+        stale = [i for i, v in sorted(versions.items()) if v != self.weights.version]
+        if stale:
+            self.weights.send(stale, self.weights.version)
+
+    def _replace(self, group: ActorGroup, why: dict[int, str]) -> None:
+        """Replace the actors `why` names (index → what is wrong with it), all at once."""
+        if not why:
+            return
+        for i in sorted(why):
+            self.log(f"{group.actor_name(i)} {why[i]}; starting a replacement")
+        group.replace(list(why))
+        self.restarts[group.name] += len(why)
 
     def ask_all(self, group: ActorGroup, method: str, *args) -> list:
         """`method` on every actor of `group`; a dead one is replaced (`heal`) and all are asked again."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,14 +17,22 @@ pytestmark = pytest.mark.timeout(300)
 class Worker:
     """`work` holds the actor's queue until `release` (served beside it) lets it finish. With
     `die_first`, the first one started ends its own process before it is ready (as an actor
-    placed on a node that is going down does); later ones start normally."""
+    placed on a node that is going down does); later ones start normally. With `meet`, once
+    the directory holds "armed", an actor starts only when another new one has started beside it."""
 
-    def __init__(self, fail: bool = False, die_first: str | None = None):
+    def __init__(self, fail: bool = False, die_first: str | None = None, meet: str | None = None):
         if fail:
             raise ValueError("no such backend 'nope'")
         if die_first is not None and not os.path.exists(die_first):
             Path(die_first).touch()
             os._exit(1)
+        if meet is not None and os.path.exists(os.path.join(meet, "armed")):
+            Path(meet, str(os.getpid())).touch()
+            deadline = time.monotonic() + 60
+            while len(os.listdir(meet)) < 3:  # "armed" and two new actors
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no other actor started beside this one")
+                time.sleep(0.05)
         self.gate = threading.Event()
 
     def ready(self) -> bool:
@@ -60,7 +69,7 @@ def test_a_busy_actor_is_not_dead_and_a_killed_one_is(tmp_path):
         with pytest.raises(ActorDied, match=r"w\.work on w-1: the actor died"):
             group.get(working, "work")
         assert group.dead_indices() == [1]
-        group.replace(1)
+        group.replace([1])
         assert group.names == ["w-0", "w-1-r1", "w-2"] and group.dead_indices() == []
         assert ray.get_actor("w-1-r1") is not None
         for i in (0, 2):
@@ -71,6 +80,19 @@ def test_a_busy_actor_is_not_dead_and_a_killed_one_is(tmp_path):
     assert not [n for n in ray.util.list_named_actors() if n.startswith("w-")]
 
 
+def test_replacements_start_together(tmp_path):
+    # Replaced one after the other, the first would wait for a partner that is never started.
+    group = ActorGroup("w", Worker, 3, timeout_s=120, options={"num_cpus": 0}, kwargs={"meet": str(tmp_path)})
+    try:
+        group.get_all("ready")
+        (tmp_path / "armed").touch()
+        group.replace([2, 0])
+        assert group.names == ["w-0-r1", "w-1", "w-2-r1"] and group.get_all("ready") == [True] * 3
+        assert len(list(tmp_path.iterdir())) == 3
+    finally:
+        group.shutdown()
+
+
 def test_a_replacement_that_dies_before_it_is_ready_is_started_again(tmp_path):
     marker = tmp_path / "died-once"
     group = ActorGroup("w", Worker, 1, timeout_s=120, options={"num_cpus": 0}, kwargs={"die_first": str(marker)})
@@ -79,11 +101,11 @@ def test_a_replacement_that_dies_before_it_is_ready_is_started_again(tmp_path):
         with pytest.raises(ActorDied, match=r"w\.ready on w-0: the actor died"):
             group.call(0, "ready")
         marker.unlink()  # the next one to start dies too, the one after that lives
-        group.replace(0, retry_after_s=0.1)
+        group.replace([0], retry_after_s=0.1)
         assert marker.exists() and group.names == ["w-0-r2"] and group.call(0, "ready") is True
         marker.unlink()  # the tries are bounded: with one, a replacement that dies is an error
         with pytest.raises(ActorDied, match=r"w\.ready on w-0-r3: the actor died"):
-            group.replace(0, attempts=1)
+            group.replace([0], attempts=1)
     finally:
         group.shutdown()
 

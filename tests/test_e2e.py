@@ -64,22 +64,6 @@ def test_every_sample_trained_exactly_once_and_fresh(sync_run):
     assert summary["samples_stale_dropped"] == 0
 
 
-def test_async_mode_trains_while_the_next_batch_is_generated_and_repeats_are_groups_of_their_own(tmp_path):
-    # 3 problems, 4 prompts per step: every batch holds one of them twice, and with one engine
-    # both copies are generated in one chunk.
-    cfg, summary, steps = run(tmp_path, "async", [
-        "trainer.max_steps=4", "trainer.max_staleness=1", f"data.train={ROOT / 'tests/data/three_problems.jsonl'}",
-        "rollout.num_actors=1", "learner.num_ranks=1", "data.eval_size=4"])
-    # From the second step on, every batch was sampled before the previous step's weights
-    # reached the engines, i.e. while the learner was still training on the batch before.
-    assert [s["staleness_max"] for s in steps] == [0, 1, 1, 1]
-    assert all(s["staleness"][0] >= 0 and s["staleness"][1] <= 1 for s in steps)
-    assert summary["samples_stale_dropped"] == 0 and summary["weights_in_sync"] is True
-    assert_exactly_once(cfg, summary, steps)
-    groups = {k.rsplit("#", 1)[0] for s in steps for k in s["sample_keys"]}
-    assert len(groups) == 4 * cfg.trainer.prompts_per_step, groups
-
-
 def assert_exactly_once(cfg, summary, steps):
     keys = [k for s in steps for k in s["sample_keys"]]
     expected = cfg.trainer.max_steps * cfg.trainer.prompts_per_step * cfg.rollout.samples_per_prompt
@@ -91,7 +75,8 @@ def assert_exactly_once(cfg, summary, steps):
 # Each of these dropped a batch as stale and then timed out waiting for it when the number of
 # batches in flight ignored the sync period. max_steps = K + 3 reaches the first batch that did.
 # cluster/schedule.py is checked on every combination in tests/test_schedule.py; one real run
-# here, the others with `make test-all`.
+# here, the others with `make test-all`. 3 problems, 4 prompts per step: every batch holds one of
+# them twice, and with one engine both copies are generated in one chunk.
 @pytest.mark.parametrize("sync_every,max_staleness", [
     (2, 1), pytest.param(2, 2, marks=pytest.mark.slow), pytest.param(3, 2, marks=pytest.mark.slow),
     pytest.param(2, 3, marks=pytest.mark.slow)])
@@ -99,11 +84,16 @@ def test_every_sync_and_staleness_schedule_runs_to_the_end(tmp_path, sync_every,
     s, k = sync_every, max_staleness
     cfg, summary, steps = run(tmp_path, f"sched-s{s}-k{k}", [
         f"trainer.max_steps={k + 3}", f"trainer.sync_every={s}", f"trainer.max_staleness={k}",
-        "trainer.check_weights_every=0", "data.eval_size=4", "rollout.num_actors=1", "learner.num_ranks=1"])
+        "trainer.check_weights_every=0", "data.eval_size=4", "rollout.num_actors=1", "learner.num_ranks=1",
+        f"data.train={ROOT / 'tests/data/three_problems.jsonl'}"])
     assert summary["samples_stale_dropped"] == 0 and summary["steps"] == k + 3
     assert_exactly_once(cfg, summary, steps)
+    groups = {key.rsplit("#", 1)[0] for r in steps for key in r["sample_keys"]}
+    assert len(groups) == (k + 3) * cfg.trainer.prompts_per_step, groups  # a repeated prompt is a group of its own
     # Batch t is sampled from the first version that is fresh enough for it: engines serve
-    # multiples of sync_every, so that is s * ceil((t - k) / s), and the batch is t - v old.
+    # multiples of sync_every, so that is s * ceil((t - k) / s), and the batch is t - v old. A
+    # batch sampled from an older version than the step it trains in was generated while the
+    # learner still trained on the batches before it.
     versions = [s * -(-max(0, t - k) // s) for t in range(k + 3)]
     assert [r["staleness"] for r in steps] == [[t - v, t - v] for t, v in enumerate(versions)]
     assert summary["policy_version"] == k + 3 and summary["weights_in_sync"] is True

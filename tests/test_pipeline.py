@@ -46,26 +46,34 @@ PROMPTS = [{"prompt_id": f"p{i}", "group_id": f"g{i}", "problem": f"{i} + 1", "p
             "gold_answer": str(i + 1)} for i in range(6)]
 
 
+@pytest.fixture(scope="module")
+def engine(ray_local, tiny_model_dir):
+    """One engine for the module (an engine's start is most of a test's time); the tests below
+    leave it serving, except the last one, which kills it."""
+    rollout = ActorGroup("rollout", RolloutWorker, 1, 300, {"num_cpus": 0}, args=(str(tiny_model_dir),),
+                         kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
+    yield rollout
+    rollout.shutdown()
+
+
 @pytest.fixture
-def parts(ray_local, tiny_model_dir):
-    """A factory of (config, rollout group of one engine, judge group, buffer), all stopped after."""
+def parts(engine):
+    """A factory of (config, the engine's rollout group, judge group, buffer); judges and buffer
+    are stopped after the test."""
     made = []
 
     def make(num_judges: int):
         cfg = load_config(None, ["rollout.num_actors=1", f"judge.num_actors={num_judges}",
                                  "rollout.samples_per_prompt=2", "rollout.max_new_tokens=8",
                                  "trainer.call_timeout_s=300"])
-        timeout = cfg.trainer.call_timeout_s
-        rollout = ActorGroup("rollout", RolloutWorker, 1, timeout, {"num_cpus": 0}, args=(str(tiny_model_dir),),
-                             kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
-        judges = ActorGroup("judge", JudgeWorker, num_judges, timeout, {"num_cpus": 0}, kwargs=dict(backend="tool"))
+        judges = ActorGroup("judge", JudgeWorker, num_judges, cfg.trainer.call_timeout_s, {"num_cpus": 0},
+                            kwargs=dict(backend="tool"))
         buffer = create_buffer(2, 0, capacity_groups=12, algorithm="grpo", alpha=1.0)
-        made.append((rollout, judges, buffer))
-        return cfg, rollout, judges, buffer
+        made.append((judges, buffer))
+        return cfg, engine, judges, buffer
 
     yield make
-    for rollout, judges, buffer in made:
-        rollout.shutdown()
+    for judges, buffer in made:
         judges.shutdown()
         ray.kill(buffer)
 

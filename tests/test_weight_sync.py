@@ -41,7 +41,7 @@ def parts(tiny_model_dir, tmp_path_factory):
     ranks = ActorGroup("learner", LearnerRankActor, 2, TIMEOUT, {"num_cpus": 0})
     learner = LearnerGroup(ranks, str(tiny_model_dir), zero_stage=3, lr=1e-3, micro_batch_size=4, backend="gloo",
                            seed=0, weight_channel="gloo", weight_bucket_mb=1 / 16,
-                           weight_timeout_s=20)
+                           weight_timeout_s=10)
     rollout = ActorGroup("rollout", FaultyRollout, 2, TIMEOUT, {"num_cpus": 0}, args=(str(tiny_model_dir),),
                          kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25, weight_transfer="gloo",
                                      faults_dir=str(faults)))
