@@ -93,8 +93,11 @@ def prm_options(prm_dir: str | Path) -> dict:
     return {"model": str(prm_dir), "dtype": "float32", "kv_cache_gb": 0.25}
 
 
-def montecarlo_options(cfg: Config, policy_dir: str) -> dict:
-    """The `montecarlo` judge as the label job runs it, on an engine of its own."""
+def label_options(cfg: Config, policy_dir: str) -> dict:
+    """The options of the judge `label.method` as the label job runs it; `montecarlo` on an
+    engine of its own."""
+    if cfg.label.method != "montecarlo":
+        return dict(cfg.label.options)
     p = cfg.prompt
     return {"model": policy_dir, "samples": cfg.label.completions, "temperature": cfg.rollout.temperature,
             "max_tokens": cfg.rollout.max_new_tokens, "seed": cfg.seed, "prompt_style": p.style,

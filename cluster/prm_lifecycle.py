@@ -6,7 +6,8 @@ On one Ray session, each stage starting its actors and stopping them when done:
 1. label (cluster/label.py): the policy's solutions to training problems, every step labelled;
 2. train (cluster/prm_train.py): a Qwen2.5-Math-PRM-style model on the learner ranks;
 3. evaluate (cluster/prm_eval.py): ProcessBench made from held-out problems for the trained PRM,
-   the `tool` judge and the Monte-Carlo labels; Best-of-N with the PRM against majority vote;
+   the `tool` judge and the labels themselves (`label.method` with `label.options`, read at
+   `label.threshold`); Best-of-N with the PRM against majority vote;
 4. RL: the config's training run with `judge.backend: step_classifier` on the trained PRM
    (`lifecycle.rl`), and the same run judged by `lifecycle.rl_baseline` (e.g. `tool`) if set.
 
@@ -28,8 +29,7 @@ import ray
 
 from cluster.label import label, label_path
 from cluster.logs import route_library_logs
-from cluster.prm_eval import (best_of_n_task, montecarlo_options, prm_options, processbench_task, sample_task,
-                              write_jsonl)
+from cluster.prm_eval import best_of_n_task, label_options, prm_options, processbench_task, sample_task, write_jsonl
 from cluster.prm_stage import open_stage, stage_main
 from cluster.prm_train import prm_paths, train_prm
 from cluster.report import RunLog, write_summary
@@ -54,7 +54,7 @@ def rl_config(cfg: Config, judge: str, options: dict, name: str) -> Config:
 
 
 def evaluate(cfg: Config, policy: str, prm_dir: Path, eval_rows: list[dict], log: RunLog) -> dict:
-    """ProcessBench (PRM, tool, Monte-Carlo labels) and Best-of-N (PRM, tool), side by side."""
+    """ProcessBench (PRM, tool, the labels the label job gives) and Best-of-N (PRM, tool), side by side."""
     lc, run_dir = cfg.lifecycle, cfg.run_dir
     resources = {"num_cpus": cfg.judge.num_cpus_per_actor, "num_gpus": cfg.judge.num_gpus_per_actor}
     samples = make_samples(eval_rows[:lc.processbench_problems], cfg.seed)
@@ -69,8 +69,8 @@ def evaluate(cfg: Config, policy: str, prm_dir: Path, eval_rows: list[dict], log
         ("processbench", "prm"): processbench_task.options(**resources).remote(
             "step_classifier", prm_options(prm_dir), samples),
         ("processbench", "tool"): processbench_task.options(**resources).remote("tool", {}, samples),
-        ("processbench", "montecarlo_labels"): processbench_task.options(**resources).remote(
-            "montecarlo", montecarlo_options(cfg, policy), samples, cfg.label.threshold),
+        ("processbench", "labels"): processbench_task.options(**resources).remote(
+            cfg.label.method, label_options(cfg, policy), samples, cfg.label.threshold),
         ("best_of_n", "prm"): best_of_n_task.options(**resources).remote(
             "step_classifier", prm_options(prm_dir), candidates),
         ("best_of_n", "tool"): best_of_n_task.options(**resources).remote("tool", {}, candidates),

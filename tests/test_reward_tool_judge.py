@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from reward_service.judges import get_judge, known_judges
@@ -165,3 +167,44 @@ def test_mixed_numbers_start_only_where_a_digit_run_starts():
 ])
 def test_long_runs_are_read_in_linear_time(text, expected):
     assert [c.holds for c in find_claims(text)] == expected
+
+
+def test_grounded_claims_find_the_copying_slips_of_the_generated_processbench():
+    # Outside truth: the first error of every sample is known by construction. A plain claim
+    # check sees only wrong results; grounded, it also sees a step that computes correctly from
+    # a number that neither the problem nor an earlier step gave, unless the wrong number
+    # happens to be one of those. It never flags a step before the true first error.
+    from cluster.prm_eval import processbench_report
+    from core.arith_processbench import make_samples
+    from core.arith_task import ArithTaskConfig, make_split
+    from reward_service.processbench import prediction, request
+
+    rows = make_split(ArithTaskConfig(num_train=1, num_eval=200, word_problem_rate=0.0, seed=0), "eval")
+    samples = make_samples(rows, 0)
+    plain, grounded = (processbench_report(get_judge("tool", grounded=g), samples) for g in (False, True))
+    assert plain["accuracy_by_error"] == {"none": 1.0, "operand": 0.0, "result": 1.0, "right": 0.0}
+    by_error = grounded["accuracy_by_error"]
+    assert by_error["none"] == by_error["result"] == 1.0 and by_error["operand"] >= 0.75 and by_error["right"] >= 0.6
+    assert grounded["f1"] >= 0.9 > plain["f1"]
+    judge = get_judge("tool", grounded=True)
+    for s in samples:
+        r = request(s)
+        p = prediction(judge.judge_steps(r.problem, r.response, r.spans, False, None), len(r.spans))
+        assert p == -1 or p >= s["label"] >= 0, s
+        if s["error"] == "result" or p == s["label"]:
+            continue
+        assert p == -1, s  # missed: the wrong number is one the problem or an earlier step states
+        k = s["label"]
+        step = r.response[r.spans[k][0]:r.spans[k][1]]
+        assert json.loads(judge.judge_steps(r.problem, r.response, r.spans, False, None).raw)["ungrounded"][k] == []
+        assert find_claims(step), step
+
+
+def test_grounding_is_checked_claim_by_claim_within_a_step():
+    judge = get_judge("tool", grounded=True)
+    response = "First 4 + 7 = 11, then 11 * 3 = 33.\nSo 33 - 2 = 31.\nThe answer is \\boxed{31}"
+    spans = split_lines(response)
+    judged = judge.judge_steps("Compute (4 + 7) * 3 - 1.", response, spans, False, None)
+    assert judged.scores == [1.0, 0.0, 1.0]
+    assert json.loads(judged.raw)["ungrounded"] == [[], ["33 - 2: 2"], []]
+    assert get_judge("tool").judge_steps("Compute (4 + 7) * 3 - 1.", response, spans, False, None).scores == [1.0] * 3
