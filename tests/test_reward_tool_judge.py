@@ -208,3 +208,5 @@ def test_grounding_is_checked_claim_by_claim_within_a_step():
     assert judged.scores == [1.0, 0.0, 1.0]
     assert json.loads(judged.raw)["ungrounded"] == [[], ["33 - 2: 2"], []]
     assert get_judge("tool").judge_steps("Compute (4 + 7) * 3 - 1.", response, spans, False, None).scores == [1.0] * 3
+    # a number too long for Python's int() in the problem costs nothing
+    assert judge.judge_steps("1" * 5000 + " apples. Compute 4 + 7.", "4 + 7 = 11", [(0, 10)], True, None).scores == [1.0]

@@ -23,8 +23,9 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 
 
 def numbers(text: str) -> set[Fraction]:
-    """The numbers written in `text` (normalized as claims are), exactly."""
-    return {Fraction(n) for n in _NUMBER.findall(text)}
+    """The numbers written in `text` (normalized as claims are), exactly; one longer than any
+    claim reads (40 digits) is left out, as no claim can use it."""
+    return {Fraction(n) for n in _NUMBER.findall(text) if len(n) <= 81}
 
 
 @register("tool")
