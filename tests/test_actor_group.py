@@ -1,9 +1,9 @@
 """ActorGroup under real Ray: one timeout and error policy, dead told from busy, replacement."""
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,22 +17,17 @@ pytestmark = pytest.mark.timeout(300)
 class Worker:
     """`work` holds the actor's queue until `release` (served beside it) lets it finish. With
     `die_first`, the first one started ends its own process before it is ready (as an actor
-    placed on a node that is going down does); later ones start normally. With `meet`, once
-    the directory holds "armed", an actor starts only when another new one has started beside it."""
+    placed on a node that is going down does); later ones start normally. With `meet` (a
+    Meeting), once it is armed, an actor starts only when another new one starts beside it."""
 
-    def __init__(self, fail: bool = False, die_first: str | None = None, meet: str | None = None):
+    def __init__(self, fail: bool = False, die_first: str | None = None, meet=None):
         if fail:
             raise ValueError("no such backend 'nope'")
         if die_first is not None and not os.path.exists(die_first):
             Path(die_first).touch()
             os._exit(1)
-        if meet is not None and os.path.exists(os.path.join(meet, "armed")):
-            Path(meet, str(os.getpid())).touch()
-            deadline = time.monotonic() + 60
-            while len(os.listdir(meet)) < 3:  # "armed" and two new actors
-                if time.monotonic() > deadline:
-                    raise TimeoutError("no other actor started beside this one")
-                time.sleep(0.05)
+        if meet is not None:
+            ray.get(meet.arrive.remote(), timeout=60)  # GetTimeoutError: it started alone
         self.gate = threading.Event()
 
     def ready(self) -> bool:
@@ -80,17 +75,41 @@ def test_a_busy_actor_is_not_dead_and_a_killed_one_is(tmp_path):
     assert not [n for n in ray.util.list_named_actors() if n.startswith("w-")]
 
 
-def test_replacements_start_together(tmp_path):
+@ray.remote
+class Meeting:
+    """Once armed, `arrive` answers only when two callers have arrived."""
+
+    def __init__(self):
+        self.armed, self.arrived, self.both = False, 0, asyncio.Event()
+
+    async def arm(self) -> None:
+        self.armed = True
+
+    async def arrive(self) -> None:
+        if not self.armed:
+            return
+        self.arrived += 1
+        if self.arrived == 2:
+            self.both.set()
+        await self.both.wait()
+
+    async def count(self) -> int:
+        return self.arrived
+
+
+def test_replacements_start_together():
     # Replaced one after the other, the first would wait for a partner that is never started.
-    group = ActorGroup("w", Worker, 3, timeout_s=120, options={"num_cpus": 0}, kwargs={"meet": str(tmp_path)})
+    meeting = Meeting.options(num_cpus=0).remote()
+    group = ActorGroup("w", Worker, 3, timeout_s=120, options={"num_cpus": 0}, kwargs={"meet": meeting})
     try:
         group.get_all("ready")
-        (tmp_path / "armed").touch()
+        ray.get(meeting.arm.remote(), timeout=60)
         group.replace([2, 0])
         assert group.names == ["w-0-r1", "w-1", "w-2-r1"] and group.get_all("ready") == [True] * 3
-        assert len(list(tmp_path.iterdir())) == 3
+        assert ray.get(meeting.count.remote(), timeout=60) == 2
     finally:
         group.shutdown()
+        ray.kill(meeting)
 
 
 def test_a_replacement_that_dies_before_it_is_ready_is_started_again(tmp_path):

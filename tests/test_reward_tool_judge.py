@@ -189,14 +189,15 @@ def test_grounded_claims_find_the_copying_slips_of_the_generated_processbench():
     judge = get_judge("tool", grounded=True)
     for s in samples:
         r = request(s)
-        p = prediction(judge.judge_steps(r.problem, r.response, r.spans, False, None), len(r.spans))
+        judged = judge.judge_steps(r.problem, r.response, r.spans, False, None)
+        p = prediction(judged, len(r.spans))
         assert p == -1 or p >= s["label"] >= 0, s
         if s["error"] == "result" or p == s["label"]:
             continue
         assert p == -1, s  # missed: the wrong number is one the problem or an earlier step states
         k = s["label"]
         step = r.response[r.spans[k][0]:r.spans[k][1]]
-        assert json.loads(judge.judge_steps(r.problem, r.response, r.spans, False, None).raw)["ungrounded"][k] == []
+        assert json.loads(judged.raw)["ungrounded"][k] == []
         assert find_claims(step), step
 
 
