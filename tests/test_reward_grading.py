@@ -14,9 +14,9 @@ BIG = "1" * 5000  # past Python's 4,300-digit limit for int(str)
 
 @pytest.fixture(scope="module")
 def pool():
-    # A limit no real answer reaches on a loaded 2-core machine (a first LaTeX parse in a fresh
-    # worker takes seconds there); only a hang (HANG) runs into it.
-    with GradingPool(num_workers=2, timeout_s=20.0, max_chars=20_000) as p:
+    # A limit no real answer reaches on a loaded 2-core machine (a worker builds its parser before
+    # it says ready); only a hang (HANG) runs into it.
+    with GradingPool(num_workers=2, timeout_s=8.0, max_chars=20_000) as p:
         p.grade("\\boxed{\\frac{1}{2}}", "0.5")  # wait for the workers to start
         yield p
 
