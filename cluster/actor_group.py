@@ -50,12 +50,29 @@ def _is_death(err: BaseException) -> bool:
     return False
 
 
-def get(refs, timeout_s: float, what: str, names: list[str] | None = None):
-    """`ray.get` under the one policy above. `refs` is one ObjectRef or a list; `names` (one per
-    ref) say which actor each call went to, for the error message."""
+def _late(pending: list, position: dict, whats: list[str], names: list[str], timeout_s: float) -> str:
+    """`<call>: no answer within <t>s from <actors>`; with calls of several kinds late, one
+    clause per kind."""
+    late: dict[str, list[str]] = {}
+    for ref in pending:
+        i = position[ref]
+        late.setdefault(whats[i], []).extend([names[i]] if names[i] else [])
+    def who(actors: list[str]) -> str:
+        return f" from {', '.join(actors)}" if actors else ""
+    if len(late) == 1:
+        [(what, actors)] = late.items()
+        return f"{what}: no answer within {timeout_s:g}s{who(actors)}"
+    return f"no answer within {timeout_s:g}s: " + "; ".join(what + who(actors) for what, actors in late.items())
+
+
+def get(refs, timeout_s: float, what: str | list[str], names: list[str] | None = None):
+    """`ray.get` under the one policy above. `refs` is one ObjectRef or a list; `what` names the
+    call (or each call: a list, one per ref) and `names` (one per ref) the actor it went to, for
+    the error message."""
     many = isinstance(refs, list)
     refs = refs if many else [refs]
     names = names or [""] * len(refs)
+    whats = what if isinstance(what, list) else [what] * len(refs)
     position = {ref: i for i, ref in enumerate(refs)}
     out: list[Any] = [None] * len(refs)
     pending, deadline = list(refs), time.monotonic() + timeout_s
@@ -63,11 +80,10 @@ def get(refs, timeout_s: float, what: str, names: list[str] | None = None):
         done, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()),
                                  fetch_local=False)
         if not done:
-            late = [names[position[r]] for r in pending if names[position[r]]]
-            raise ActorError(f"{what}: no answer within {timeout_s:g}s" + (f" from {', '.join(late)}" if late else ""))
+            raise ActorError(_late(pending, position, whats, names, timeout_s))
         for ref in done:
             i = position[ref]
-            where = f"{what} on {names[i]}" if names[i] else what
+            where = f"{whats[i]} on {names[i]}" if names[i] else whats[i]
             try:
                 out[i] = ray.get(ref, timeout=timeout_s)
             except ray.exceptions.GetTimeoutError:
@@ -77,6 +93,21 @@ def get(refs, timeout_s: float, what: str, names: list[str] | None = None):
                     raise ActorDied(f"{where}: the actor died ({_describe(e)})") from e
                 raise ActorError(f"{where} failed: {_describe(e)}") from e
     return out if many else out[0]
+
+
+def get_together(calls: list[tuple["ActorGroup", str, list]]) -> list[list]:
+    """Several groups' calls, each `(group, method, refs)` with one ref per actor, awaited as one:
+    the first failure in any group ends the wait (an actor that cannot start fails the run while
+    the others are still loading, not after them). Results per call, in order."""
+    refs = [ref for _, _, rs in calls for ref in rs]
+    whats = [f"{g.name}.{method}" for g, method, rs in calls for _ in rs]
+    names = [g.actor_name(i) for g, _, rs in calls for i in range(len(rs))]
+    flat = get(refs, max(g.timeout_s for g, _, _ in calls), whats, names)
+    out, start = [], 0
+    for _, _, rs in calls:
+        out.append(flat[start:start + len(rs)])
+        start += len(rs)
+    return out
 
 
 class ActorGroup:
@@ -123,8 +154,11 @@ class ActorGroup:
         ref = getattr(self.actors[index], method).remote(*args, **kwargs)
         return get(ref, self.timeout_s, f"{self.name}.{method}", [self.actor_name(index)])
 
-    def get(self, refs: list, method: str) -> list:
-        """The results of one call per actor (in actor order), under the group's policy."""
+    def get(self, refs: list, method: str, alongside: list[tuple["ActorGroup", str, list]] = ()) -> list:
+        """The results of one call per actor (in actor order), under the group's policy.
+        `alongside`: other groups' calls in flight, awaited with these (`get_together`)."""
+        if alongside:
+            return get_together([(self, method, refs), *alongside])[0]
         return get(refs, self.timeout_s, f"{self.name}.{method}", self.names)
 
     def get_all(self, method: str, *args, **kwargs) -> list:

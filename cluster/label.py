@@ -35,7 +35,7 @@ import ray
 from actors.judge import JudgeWorker
 from actors.rollout import RolloutWorker
 from actors.rollout_llm import RolloutLLM
-from cluster.actor_group import ActorGroup, get
+from cluster.actor_group import ActorGroup, get, get_together
 from cluster.pipeline import Pipeline, Weights
 from cluster.prm_stage import open_stage, reserve_roles, stage_main
 from cluster.progress import Progress
@@ -148,8 +148,7 @@ def label(cfg: Config, model_dir: str, train_rows: list[dict], out: Path, log: R
     on_exit(started, log.warn, "judge actors", judges.shutdown)
     sink = ray.remote(LabelSink).remote(str(out), lc.method, lc.threshold)
     on_exit(started, log.warn, "label sink", ray.kill, sink)
-    rollout.get_all("ready")
-    judges.get_all("ready")
+    get_together([(group, "ready", group.call_all("ready")) for group in (rollout, judges)])
     get(sink.ready.remote(), timeout, "label sink")
 
     prompt = PromptFormat.for_model(model_dir, **cfg.prompt.model_dump())

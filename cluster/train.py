@@ -86,7 +86,9 @@ def start_actors(cfg: Config, model_dir: str, started: ExitStack, log: Callable[
     on_exit(started, log, "judge actors", judges.shutdown)
     ranks = ActorGroup("learner", LearnerRankActor, l.num_ranks, timeout, placed["learner"].options)
     on_exit(started, log, "learner ranks", ranks.shutdown)
-    learner = LearnerGroup(ranks, model_dir, zero_stage=l.zero_stage, lr=l.lr, weight_decay=l.weight_decay,
+    # Every group loads at once; the first actor that cannot start ends the wait.
+    starting = [(group, "ready", group.call_all("ready")) for group in (rollout, judges)]
+    learner = LearnerGroup(ranks, model_dir, alongside=starting, zero_stage=l.zero_stage, lr=l.lr, weight_decay=l.weight_decay,
                            micro_batch_size=l.micro_batch_size, grad_clip=l.grad_clip,
                            clip_eps=cfg.algorithm.clip_eps, kl_coef=cfg.algorithm.kl_coef, dtype=cfg.model.dtype,
                            backend=l.backend, seed=cfg.seed, run_name=run, weight_channel=cfg.weight_channel,
@@ -97,8 +99,6 @@ def start_actors(cfg: Config, model_dir: str, started: ExitStack, log: Callable[
                            algorithm=cfg.algorithm.name, alpha=cfg.algorithm.alpha,
                            beta=cfg.algorithm.beta, run_name=run)
     on_exit(started, log, "experience buffer", ray.kill, buffer)
-    rollout.get_all("ready")
-    judges.get_all("ready")
     return rollout, judges, learner, buffer
 
 

@@ -78,9 +78,11 @@ class LearnerGroup:
     """The ranks of `ranks` (an ActorGroup of LearnerRankActor) built as one learner on
     `model_path`; `rank_kwargs` go to every rank of `kind` (`RANK_KINDS`: the policy's
     LearnerRank, or a process reward model's PRMRank). Collectives inside the ranks time out
-    with the group's calls (`ranks.timeout_s`)."""
+    with the group's calls (`ranks.timeout_s`). `alongside`: other groups' start-up calls in
+    flight, `(group, method, refs)`, awaited together with the ranks' start, so that an actor of
+    any group that cannot start ends the wait at once."""
 
-    def __init__(self, ranks, model_path: str, kind: str = "policy", **rank_kwargs):
+    def __init__(self, ranks, model_path: str, kind: str = "policy", alongside: list = (), **rank_kwargs):
         if kind not in RANK_KINDS:
             raise ValueError(f"unknown learner kind {kind!r}; known: {sorted(RANK_KINDS)}")
         self.ranks, self.num_ranks = ranks, len(ranks)
@@ -91,7 +93,7 @@ class LearnerGroup:
             ranks.get([actor.start.remote(kind, model_path=str(model_path), rank=rank, world_size=self.num_ranks,
                                           master_addr=addr, master_port=port,
                                           collective_timeout_s=ranks.timeout_s, **rank_kwargs)
-                       for rank, actor in enumerate(ranks.actors)], "start")
+                       for rank, actor in enumerate(ranks.actors)], "start", alongside)
         except BaseException:
             self.shutdown()  # no half-started ranks left holding resources
             raise

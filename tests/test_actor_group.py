@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from cluster.actor_group import CONTROL, ActorDied, ActorError, ActorGroup
+from cluster.actor_group import CONTROL, ActorDied, ActorError, ActorGroup, get_together
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -172,3 +172,30 @@ def test_a_constructor_that_fails_is_an_error_not_a_death():
         assert not isinstance(err.value, ActorDied)  # replacing it would only fail again
     finally:
         group.shutdown()
+
+
+def test_an_actor_that_cannot_start_ends_the_wait_for_every_group():
+    # The busy group's calls finish only when released: waiting for one group after the other,
+    # the bad group's error would come after the 120 s timeout, as a timeout of the busy one.
+    busy = ActorGroup("busy", Worker, 2, timeout_s=120, options={"num_cpus": 0})
+    bad = ActorGroup("bad", Worker, 1, timeout_s=120, options={"num_cpus": 0}, kwargs={"fail": True})
+    other = ActorGroup("other", Worker, 1, timeout_s=120, options={"num_cpus": 0})
+    try:
+        busy.get_all("ready")
+        working = busy.call_all("work")
+        with pytest.raises(ActorError, match=r"^bad\.ready on bad-0 failed: .*no such backend 'nope'"):
+            busy.get(working, "work", alongside=[(bad, "ready", bad.call_all("ready"))])
+        # Late calls of several groups are all named; results come back per call, in order.
+        other.get_all("ready")
+        other.timeout_s = busy.timeout_s = 0.5
+        with pytest.raises(ActorError, match=r"^no answer within 0\.5s: busy\.work from busy-0, busy-1; other\.work "
+                                             r"from other-0$"):
+            get_together([(busy, "work", working), (other, "work", other.call_all("work"))])
+        other.timeout_s = busy.timeout_s = 120
+        for actor in busy.actors + other.actors:
+            actor.release.options(concurrency_group=CONTROL).remote()
+        assert get_together([(busy, "work", working), (other, "ready", other.call_all("ready"))]) == \
+            [["done", "done"], [True]]
+    finally:
+        for group in (busy, bad, other):
+            group.shutdown()

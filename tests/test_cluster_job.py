@@ -5,7 +5,9 @@ endpoint (a static target) and the node's metrics agent, found only through Ray'
 discovery file (`file_sd_configs`).
 
 The job is what a user sends: a Hugging Face model directory (the tiny model, untrained: the
-paths, not the learning, are under test) and GSM8K rows as the data set ships them.
+paths, not the learning, are under test) and GSM8K rows as the data set ships them. It is also
+the suite's synchronous run with two actors per role: the engines' weights are checked against
+the learner's after every sync, and every sample is trained exactly once.
 Two actors per role, so the actor tag has something to tell apart; the rollout engines and the
 learner ranks reserve CPU slivers, so they run in placement groups the job must release. An
 evaluation after every step keeps the learner steps apart: steps that all land in one export
@@ -18,6 +20,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -41,6 +44,7 @@ RUN_ARGS = [
     "rollout.num_actors=2", "judge.num_actors=2", "learner.num_ranks=2",
     "rollout.num_cpus_per_actor=0.25", "learner.num_cpus_per_rank=0.25",  # 1 of the head's 2 CPUs stays for tasks
     "metrics.host=127.0.0.1", "metrics.linger_s=5",  # several 1s scrapes of the driver's final values
+    "trainer.check_weights_every=1",
 ]
 # Ray's agent exports what workers report every interval (10 s by default); 1 s keeps the test short.
 RAY_ENV = {"RAY_metrics_report_interval_ms": "1000"}
@@ -97,7 +101,7 @@ def job(tmp_path_factory, tiny_model_dir):
                          lambda: query(base, f'sum(ray_thoughtrl_samples_trained_total{{run="{RUN}"}}) == {trained}'),
                          timeout_s=60)
             yield SimpleNamespace(head=head, base=base, started=started, agent=agent, sd_file=sd_file,
-                                  last_scrape=last_scrape, steps=read_records(out / RUN, "step"),
+                                  last_scrape=last_scrape, steps=read_records(out / RUN, "step"), run_dir=out / RUN,
                                   summary=json.loads((out / RUN / "summary.json").read_text()))
         finally:
             stop(prom)
@@ -107,9 +111,24 @@ def job(tmp_path_factory, tiny_model_dir):
 
 def test_the_submitted_job_trains_to_its_step_count(job):
     summary = job.summary
+    for key in ("steps", "samples_trained", "policy_version", "eval_accuracy_before", "eval_accuracy_after",
+                "weights_in_sync"):
+        assert key in summary
     assert summary["steps"] == STEPS and summary["policy_version"] == STEPS
-    assert summary["samples_trained"] == STEPS * PROMPTS * G
-    assert summary["weights_in_sync"] is True
+    assert (job.run_dir / "accuracy.png").stat().st_size > 1000
+
+
+def test_engines_hold_the_learners_weights_after_every_sync(job):
+    assert [s["weights_in_sync"] for s in job.steps] == [True] * STEPS
+    assert job.summary["weights_in_sync"] is True
+
+
+def test_every_sample_trained_exactly_once_and_fresh(job):
+    keys = [k for s in job.steps for k in s["sample_keys"]]
+    assert len(keys) == STEPS * PROMPTS * G == job.summary["samples_trained"]
+    assert not [k for k, n in Counter(keys).items() if n > 1], "a sample was trained twice"
+    assert sorted(s["step"] for s in job.steps) == list(range(1, STEPS + 1))
+    assert all(s["staleness_max"] == 0 for s in job.steps) and job.summary["samples_stale_dropped"] == 0
 
 
 def test_engines_and_ranks_ran_in_placement_groups_released_with_the_job(job):

