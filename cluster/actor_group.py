@@ -57,6 +57,7 @@ def _late(pending: list, position: dict, whats: list[str], names: list[str], tim
     for ref in pending:
         i = position[ref]
         late.setdefault(whats[i], []).extend([names[i]] if names[i] else [])
+
     def who(actors: list[str]) -> str:
         return f" from {', '.join(actors)}" if actors else ""
     if len(late) == 1:

@@ -88,8 +88,8 @@ def start_actors(cfg: Config, model_dir: str, started: ExitStack, log: Callable[
     on_exit(started, log, "learner ranks", ranks.shutdown)
     # Every group loads at once; the first actor that cannot start ends the wait.
     starting = [(group, "ready", group.call_all("ready")) for group in (rollout, judges)]
-    learner = LearnerGroup(ranks, model_dir, alongside=starting, zero_stage=l.zero_stage, lr=l.lr, weight_decay=l.weight_decay,
-                           micro_batch_size=l.micro_batch_size, grad_clip=l.grad_clip,
+    learner = LearnerGroup(ranks, model_dir, alongside=starting, zero_stage=l.zero_stage, lr=l.lr,
+                           weight_decay=l.weight_decay, micro_batch_size=l.micro_batch_size, grad_clip=l.grad_clip,
                            clip_eps=cfg.algorithm.clip_eps, kl_coef=cfg.algorithm.kl_coef, dtype=cfg.model.dtype,
                            backend=l.backend, seed=cfg.seed, run_name=run, weight_channel=cfg.weight_channel,
                            weight_bucket_mb=cfg.trainer.weight_bucket_mb,

@@ -78,7 +78,7 @@ def test_a_judge_that_cannot_start_stops_everything_the_run_started(tmp_path):
         f"judge.options.model={tmp_path / 'no-such-model'}"])
     try:
         with pytest.raises(ActorError, match=r"judge\.ready on judge-\d failed: .*no-such-model"):
-            train(cfg)  # after the warm start, with engines and learner ranks still starting
+            train(cfg)  # after the warm start, the engines and learner ranks starting beside the judge
         assert_nothing_left_running(port)
     finally:
         ray.shutdown()
